@@ -1,0 +1,105 @@
+"""
+### mcsf — hourly audience sync (Mailchimp → Salesforce)
+
+Every hour, what changed in each enabled Mailchimp audience during the run's data interval lands
+in Salesforce: the audience, its subscribers (one `MC_Subscriber__c` per audience and email),
+segments and their members, interests — and people who are not yet Leads or Contacts become
+Leads where the audience's mapping allows it.
+
+**Flow per audience** (mapped tasks are named by audience):
+`preflight` → `extract` → `map` → `validate` → `load` → `report`.
+
+- *preflight* checks every file in `include/mappings/` against both systems and stops the run,
+  listing every problem, before anything is written.
+- *extract* reads only `[data_interval_start, data_interval_end)` (or the whole audience on a
+  full resync, or when the audience's field map changed since it was last loaded).
+- *validate* rejects rows with reasons (Great Expectations); above the mapping's
+  `max_reject_share` the audience is stopped having written nothing.
+- *load* upserts only what differs from Salesforce, on external ids: re-running an interval
+  changes nothing.
+- *report* ends the log with one `SUMMARY` line an analyst can read.
+
+**Params**: `audiences` (ids or mapping names; empty = all enabled), `full_resync`, `dry_run`
+(everything but the writes; would-be writes are staged and counted).
+Backfill from the UI (Trigger → Backfill) or `POST /api/v2/backfills`; intervals may run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+
+SUBSCRIBERS = Asset("salesforce://mcsf/MC_Subscriber__c")
+LEADS = Asset("salesforce://mcsf/Lead")
+
+
+@dag(
+    dag_id="mcsf_audience_sync",
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=os.environ.get("MCSF_CATCHUP", "false").lower() == "true",
+    max_active_runs=1,
+    default_args={
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+    tags=["mcsf", "mailchimp", "salesforce", "hourly"],
+    doc_md=__doc__,
+    params={
+        "audiences": Param([], type="array", items={"type": "string"}, title="Audiences",
+                           description="Audience ids or mapping names to sync; empty means every enabled audience."),
+        "full_resync": Param(False, type="boolean", title="Full resync",
+                             description="Read whole audiences instead of the data interval's changes."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Do everything but write to Salesforce; would-be writes are staged and counted."),
+    },
+)
+def mcsf_audience_sync():
+    @task
+    def preflight(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
+        from mcsf import audience
+
+        return audience.preflight(data_interval_start, data_interval_end, audiences=params["audiences"] or None,
+                                  full_resync=params["full_resync"], dry_run=params["dry_run"])
+
+    @task(map_index_template="{{ audience_name }}")
+    def extract(audience: dict) -> dict:
+        from mcsf import audience as steps
+
+        return steps.run_step("extract", audience)
+
+    @task(task_id="map", map_index_template="{{ audience_name }}")
+    def map_(audience: dict) -> dict:
+        from mcsf import audience as steps
+
+        return steps.run_step("map", audience)
+
+    @task(map_index_template="{{ audience_name }}")
+    def validate(audience: dict) -> dict:
+        from mcsf import audience as steps
+
+        return steps.run_step("validate", audience)
+
+    @task(map_index_template="{{ audience_name }}", outlets=[SUBSCRIBERS, LEADS])
+    def load(audience: dict) -> dict:
+        from mcsf import audience as steps
+
+        return steps.run_step("load", audience)
+
+    @task(map_index_template="{{ audience_name }}")
+    def report(audience: dict) -> dict:
+        from mcsf import audience as steps
+
+        return steps.run_step("report", audience)
+
+    report.expand(audience=load.expand(audience=validate.expand(audience=map_.expand(
+        audience=extract.expand(audience=preflight())))))
+
+
+mcsf_audience_sync()

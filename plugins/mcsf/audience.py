@@ -1,0 +1,214 @@
+"""The hourly audience sync, one function per DAG task: preflight, extract, map, validate, load, report.
+
+Each step reads what the previous one staged, writes its own output, and returns a small dict
+(the audience's identity, the window, counts, requests used) that the next task receives by
+XCom. The DAG file only wires these together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mcsf.config import SyncMode, load_mapping, load_mappings
+from mcsf.report import log_summary
+from mcsf.staging import Stage, Window
+
+if TYPE_CHECKING:
+    from mcsf.config import AudienceMapping
+
+log = logging.getLogger("mcsf")
+DAG_ID = "mcsf_audience_sync"
+DESCRIBED = ("Lead", "Contact", "MC_Subscriber__c")
+DESCRIBE_KEYS = ("type", "length", "picklistValues", "restrictedPicklist", "createable", "updateable")
+
+
+def hooks(mailchimp_conn_id: str = "mailchimp_default", salesforce_conn_id: str = "salesforce_default"):
+    """Both hooks, built lazily (no connection is opened until the first call)."""
+    from mcsf.hooks.mailchimp import MailchimpHook
+    from mcsf.hooks.salesforce import McsfSalesforceHook
+
+    return MailchimpHook(mailchimp_conn_id), McsfSalesforceHook(salesforce_conn_id)
+
+
+def _requests(mc: Any = None, sf: Any = None, before: dict[str, int] | None = None) -> dict[str, int]:
+    used = Counter(before or {})
+    if mc is not None:
+        used["mailchimp"] += sum(mc.requests_used.values())
+    if sf is not None:
+        used["salesforce"] += sum(sf.requests_used.values())
+    return dict(used)
+
+
+def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = None, full_resync: bool = False,
+              dry_run: bool = False, modes: tuple[SyncMode, ...] = (SyncMode.ACTIVITY, SyncMode.SUBSCRIBERS_ONLY),
+              dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+    """Check every mapping against both systems, create declared merge fields, stage the run's
+    metadata (Salesforce describes; per audience its stats and interests) and return one small
+    dict per audience to sync. Raises with every problem listed when anything is wrong.
+
+    :param audiences: audience ids or mapping names to restrict the run to (None: all enabled)
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mcsf.preflight import run_preflight
+
+    window = Window(start, end)
+    mappings = [m for m in load_mappings() if m.sync_mode in modes]
+    if audiences:
+        wanted = set(audiences)
+        unknown = wanted - {m.audience_id for m in mappings} - {m.label for m in mappings}
+        if unknown:
+            raise AirflowFailException(f"audiences param names unknown or disabled audiences: {sorted(unknown)}")
+        mappings = [m for m in mappings if m.audience_id in wanted or m.label in wanted]
+    mc, sf = hooks()
+    report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run)
+    if report.problems:
+        for problem in report.problems:
+            log.error("%s", problem)
+        raise AirflowFailException(f"preflight found {len(report.problems)} problem(s); nothing was written:\n"
+                                   + "\n".join(str(p) for p in report.problems))
+    run_stage = Stage.for_run(dag_id, window, "_run")
+    run_stage.write_json("describes", {obj: _slim_describe(sf.describe(obj)) for obj in DESCRIBED})
+    out = []
+    for mapping in mappings:
+        info = mc.get_list(mapping.audience_id)
+        stats = info.get("stats", {})
+        interests = [
+            {"category_id": c["id"], "category": c.get("title"), "interest_id": i["id"], "name": i.get("name"),
+             "subscriber_count": i.get("subscriber_count")}
+            for c in mc.list_interest_categories(mapping.audience_id)
+            for i in mc.list_interests(mapping.audience_id, c["id"])
+        ]
+        stage = Stage.for_run(dag_id, window, mapping.audience_id)
+        stage.write_json("audience", {"name": info.get("name"), "stats": stats, "interests": interests})
+        out.append({
+            "audience_id": mapping.audience_id,
+            "name": mapping.label,
+            "mapping_file": str(mapping.source_file),
+            "member_count": int(stats.get("member_count", 0)) + int(stats.get("unsubscribe_count", 0))
+            + int(stats.get("cleaned_count", 0)),
+            "window": [start.isoformat(), end.isoformat()],
+            "stage": stage.url,
+            "run_stage": run_stage.url,
+            "full_resync": full_resync,
+            "dry_run": dry_run,
+        })
+    log.info("SUMMARY preflight: %s audience(s) ready, %s merge field(s) created, requests %s",
+             len(out), len(report.merge_fields_created), _requests(mc, sf))
+    return out
+
+
+def _slim_describe(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["name"]: {k: f.get(k) for k in DESCRIBE_KEYS} for f in describe.get("fields", [])}
+
+
+def _context(audience: dict[str, Any]) -> tuple[AudienceMapping, Window, Stage]:
+    start, end = (datetime.fromisoformat(v) for v in audience["window"])
+    return load_mapping(Path(audience["mapping_file"])), Window(start, end), Stage(audience["stage"])
+
+
+def extract(audience: dict[str, Any]) -> dict[str, Any]:
+    from mcsf.extract import extract_audience
+
+    mapping, window, stage = _context(audience)
+    mc, sf = hooks()
+    counts = extract_audience(mapping, window, stage, full=audience["full_resync"], mc=mc, sf=sf,
+                              member_count=audience["member_count"])
+    log.info("SUMMARY extract %s %s: %s members (%s), %s segments, %s Salesforce subscribers known, requests %s",
+             mapping.label, window, counts["members"],
+             f"full: {counts['full_reason']}" if counts["full"] else "changed in window",
+             counts["segments"], counts["sf_subscribers_known"], _requests(mc, sf))
+    return {**audience, "extract": counts, "requests": _requests(mc, sf)}
+
+
+def map_(audience: dict[str, Any]) -> dict[str, Any]:
+    from mcsf.mapping import person_values, to_subscribers
+
+    mapping, window, stage = _context(audience)
+    members = stage.read("members")
+    describes = Stage(audience["run_stage"]).read_json("describes")
+    subscribers = to_subscribers(members, mapping)
+    people = person_values(members, mapping, describes)
+    mapped = pd.concat([subscribers, people.drop(columns="_reasons")], axis=1)
+    mapped["_reasons"] = [
+        "; ".join(filter(None, (a, b))) for a, b in zip(subscribers["_reasons"], people["_reasons"], strict=True)
+    ]
+    stage.write("mapped", mapped)
+    log.info("SUMMARY map %s %s: %s subscribers mapped, %s Lead and %s Contact fields each, %s with mapping problems",
+             mapping.label, window, len(mapped), len(mapping.lead_fields()), len(mapping.contact_fields()),
+             int((mapped["_reasons"] != "").sum()) if len(mapped) else 0)
+    return {**audience, "mapped": len(mapped)}
+
+
+def validate(audience: dict[str, Any]) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mcsf.validate import subscriber_rules, validate_rows
+
+    mapping, window, stage = _context(audience)
+    mapped = stage.read("mapped")
+    describes = Stage(audience["run_stage"]).read_json("describes")
+    verdict = validate_rows(mapped, subscriber_rules(mapping, describes))
+    stage.write("valid", verdict.passed)
+    rejects = verdict.rejected.assign(object="MC_Subscriber__c", step="validate")
+    stage.write("rejects_validate", rejects.rename(columns={"MC_Subscriber_Key__c": "key", "_reason": "reason"})[
+        ["object", "key", "step", "reason"]] if len(rejects) else pd.DataFrame(columns=["object", "key", "step", "reason"]))
+    counts = {"passed": len(verdict.passed), "rejected": len(verdict.rejected),
+              "reject_reasons": dict(verdict.failures), "reject_share": round(verdict.reject_share, 4)}
+    log.info("SUMMARY validate %s %s: %s passed, %s rejected (%s)", mapping.label, window, counts["passed"],
+             counts["rejected"], ", ".join(f"{r} ×{n}" for r, n in verdict.top_reasons(5)) or "none")
+    if verdict.total and verdict.reject_share > mapping.max_reject_share:
+        raise AirflowFailException(
+            f"{mapping.label}: {verdict.reject_share:.1%} of rows rejected, above max_reject_share "
+            f"{mapping.max_reject_share:.1%} in {mapping.source_file}; nothing was written for this audience. "
+            f"Rejects with reasons are staged at {stage.url}/rejects_validate.parquet")
+    return {**audience, "validate": counts}
+
+
+def load(audience: dict[str, Any]) -> dict[str, Any]:
+    from mcsf.audience_load import load_audience
+
+    mapping, window, stage = _context(audience)
+    mc, sf = hooks()
+    dry_run = audience["dry_run"]
+    counts = load_audience(mapping, window, stage, Stage(audience["run_stage"]), audience,
+                           sf=None if dry_run else sf, reader=sf)
+    return {**audience, "load": counts, "requests": _requests(None, sf, audience.get("requests"))}
+
+
+def report(audience: dict[str, Any]) -> dict[str, Any]:
+    """The per-audience summary line (last line of the task log) and the XCom for the status page."""
+    mapping_name = audience["name"]
+    start, end = audience["window"]
+    validated = audience.get("validate", {})
+    loaded = audience.get("load", {})
+    counts = {
+        "extracted": audience.get("extract", {}).get("members", 0),
+        "rejected": validated.get("rejected", 0) + loaded.get("load_failed", 0) + loaded.get("lead_creates_rejected", 0),
+        "reject_reasons": Counter(validated.get("reject_reasons", {})) + Counter(loaded.get("reject_reasons", {})),
+        **{k: loaded.get(k, 0) for k in ("leads_created", "contacts_linked", "leads_linked", "created",
+                                          "updated", "unchanged", "deleted", "load_failed")},
+        "requests": audience.get("requests", {}),
+        "dry_run": audience.get("dry_run", False),
+    }
+    line = log_summary(f"{mapping_name} ({audience['audience_id']}) [{start}, {end})", counts)
+    return {"audience_id": audience["audience_id"], "name": mapping_name, "window": audience["window"],
+            "summary": line, **{k: v for k, v in counts.items() if k != "reject_reasons"},
+            "reject_reasons": dict(counts["reject_reasons"])}
+
+
+STEPS = {"extract": extract, "map": map_, "validate": validate, "load": load, "report": report}
+
+
+def run_step(name: str, audience: dict[str, Any]) -> dict[str, Any]:
+    """Run one per-audience step inside a mapped task, naming the task instance by audience."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()["audience_name"] = audience["name"]
+    return STEPS[name](audience)

@@ -1,0 +1,159 @@
+"""Extract one audience for one data interval: Mailchimp changes plus what Salesforce holds for them.
+
+Reads exactly ``[start, end)``: members by ``since_last_changed``/``before_last_changed``, segments
+by ``since_updated_at``/``before_updated_at``. A *full* extract (a Param, or the mapping changed
+since the audience was last loaded) reads the whole audience instead. Everything is staged as
+Parquet; the return value is small (paths are implied by the stage, counts are returned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mcsf import lookup
+from mcsf.mapping import SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, normalize_email
+from mcsf.report import Progress
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mcsf.config import AudienceMapping
+    from mcsf.hooks.mailchimp import MailchimpHook
+    from mcsf.hooks.salesforce import McsfSalesforceHook
+    from mcsf.staging import Stage, Window
+
+MEMBER_FIELDS = ("id", "email_address", "status", "merge_fields", "interests", "member_rating",
+                 "last_changed", "timestamp_opt", "language", "vip", "tags", "list_id")
+AUDIENCE_FIELDS = ("Name", "MC_Audience_Id__c", "Member_Count__c", "Unsubscribe_Count__c",
+                   "Cleaned_Count__c", "Sync_Mode__c", "Mapping_Fingerprint__c")
+PERSON_BASE = ("Email", "LastModifiedDate", "HasOptedOutOfEmail")
+
+
+def flatten_member(member: dict[str, Any]) -> dict[str, Any]:
+    """One Mailchimp member as a flat row (merge values as ``merge.TAG``, address parts as
+    ``merge.TAG.part``, interests as ``;``-joined ids that are on, tags as ``;``-joined names)."""
+    row: dict[str, Any] = {
+        "list_id": member.get("list_id"),
+        "email_hash": member.get("id"),
+        "email_address": member.get("email_address"),
+        "status": member.get("status"),
+        "member_rating": member.get("member_rating"),
+        "last_changed": member.get("last_changed"),
+        "timestamp_opt": member.get("timestamp_opt") or None,
+        "language": member.get("language") or None,
+        "vip": member.get("vip"),
+        "tags": ";".join(sorted(t.get("name", "") for t in member.get("tags") or [])) or None,
+        "interests": ";".join(sorted(k for k, on in (member.get("interests") or {}).items() if on)) or None,
+    }
+    for tag, value in (member.get("merge_fields") or {}).items():
+        if isinstance(value, dict):
+            for part, part_value in value.items():
+                row[f"merge.{tag}.{part}"] = None if part_value in ("", None) else str(part_value)
+        else:
+            row[f"merge.{tag}"] = None if value in ("", None) else str(value)
+    return row
+
+
+def members_frame(pages: Iterable[list[dict[str, Any]]]) -> pd.DataFrame:
+    """All pages flattened into one frame; text columns as object (None for no value)."""
+    rows = [flatten_member(m) for page in pages for m in page]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["list_id", "email_hash", "email_address", "status"])
+    return frame.drop_duplicates("email_hash", keep="last").reset_index(drop=True)
+
+
+def mapping_fingerprint(mapping: AudienceMapping) -> str:
+    """sha256 of what decides the values written (fields, lead settings, segment)."""
+    payload = mapping.model_dump(mode="json", include={"fields", "leads", "segment_id", "sync_mode"})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def extract_audience(
+    mapping: AudienceMapping,
+    window: Window,
+    stage: Stage,
+    *,
+    full: bool,
+    mc: MailchimpHook,
+    sf: McsfSalesforceHook,
+    member_count: int,
+) -> dict[str, Any]:
+    """Stage ``members``, ``segments``, ``segment_members``, ``sf_audience``, ``sf_subscribers``,
+    ``sf_contacts``, ``sf_leads`` for one audience and return counts and whether it was full.
+
+    :param member_count: the audience's size (from preflight), to pick the cheaper read path
+    """
+    list_id = mapping.audience_id
+    sf_audience = sf.query_frame(
+        f"SELECT Id, {', '.join(AUDIENCE_FIELDS)} FROM MC_Audience__c "
+        f"WHERE MC_Audience_Id__c = {lookup.soql_quote(list_id)}"
+    )
+    fingerprint = mapping_fingerprint(mapping)
+    known = sf_audience["Mapping_Fingerprint__c"].iloc[0] if not sf_audience.empty else None
+    reason = "requested" if full else ("first load" if known is None else
+                                       "mapping changed" if known != fingerprint else None)
+    full = reason is not None
+    stage.write("sf_audience", sf_audience)
+
+    window_filter = {} if full else {"since_last_changed": window.start, "before_last_changed": window.end}
+    progress = Progress(f"{mapping.label}: members read")
+    members = members_frame(mc.iter_members(list_id, fields=MEMBER_FIELDS, progress=progress, **window_filter))
+    if mapping.segment_id is not None and not members.empty:
+        in_segment = {m["id"] for page in mc.iter_segment_members(list_id, mapping.segment_id) for m in page}
+        members = members[members["email_hash"].isin(in_segment)].reset_index(drop=True)
+    stage.write("members", members)
+
+    segment_filter = {} if full else {"since_updated_at": window.start, "before_updated_at": window.end}
+    segments = pd.DataFrame([_segment_row(s) for s in (x for p in mc.iter_segments(list_id, **segment_filter) for x in p)])
+    seg_members = _segment_members(mc, list_id, segments)
+    stage.write("segments", segments)
+    stage.write("segment_members", seg_members)
+
+    emails = members["email_address"].map(normalize_email).tolist() if not members.empty else []
+    sub_fields = [SUBSCRIBER_KEY, *SUBSCRIBER_FIELDS, "Lead__c", "Contact__c"]
+    # Past REST_LIMIT emails this is one Bulk 2.0 read, not thousands of IN lists.
+    subscribers = lookup.fetch_by_values(sf, SUBSCRIBER, sub_fields, "Email__c", emails)
+    stage.write("sf_subscribers", subscribers)
+    stage.write("sf_contacts", lookup.fetch_by_values(
+        sf, "Contact", [*PERSON_BASE, *mapping.contact_fields().values()], "Email", emails))
+    stage.write("sf_leads", lookup.fetch_by_values(
+        sf, "Lead", [*PERSON_BASE, "MC_Email_Key__c", *mapping.lead_fields().values()], "Email", emails))
+    return {
+        "full": full,
+        "full_reason": reason,
+        "fingerprint": fingerprint,
+        "members": len(members),
+        "segments": len(segments),
+        "segment_members": len(seg_members),
+        "sf_subscribers_known": int((subscribers[SUBSCRIBER_KEY].astype(str).str.startswith(f"{list_id}:")).sum())
+        if not subscribers.empty else 0,
+    }
+
+
+def _segment_row(segment: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "list_id": segment.get("list_id"),
+        "segment_id": str(segment.get("id")),
+        "name": segment.get("name"),
+        "type": segment.get("type"),
+        "member_count": segment.get("member_count"),
+        "created_at": segment.get("created_at"),
+        "updated_at": segment.get("updated_at"),
+    }
+
+
+def _segment_members(mc: MailchimpHook, list_id: str, segments: pd.DataFrame) -> pd.DataFrame:
+    """Members of the static segments that changed (saved segments are rules, re-evaluated by
+    Mailchimp on every read; their membership is listed too so Salesforce reports can use it)."""
+    rows = [
+        {"segment_id": sid, "email_hash": m["id"]}
+        for sid in (segments["segment_id"].tolist() if not segments.empty else [])
+        for page in mc.iter_segment_members(list_id, sid)
+        for m in page
+    ]
+    return pd.DataFrame(rows, columns=["segment_id", "email_hash"])

@@ -1,0 +1,197 @@
+"""Where leads are decided: match subscribers to Contacts and Leads, plan creates and updates (pure).
+
+Rules (documented in the README, tested in tests/plugins/mcsf/test_leads.py):
+
+- **Matching.** An email is compared trimmed and lower-cased. Contacts are tried first, then
+  Leads. When several records of the winning kind match, the most recently modified wins
+  (``LastModifiedDate``, then the larger Id for a stable order).
+- **Creating.** Only when nothing matches, the audience allows it (``leads.create``) and the
+  member is ``subscribed`` or ``pending`` (unsubscribed, cleaned and archived people are not
+  prospects). One Lead per email whatever the batch holds: the create is an upsert on
+  ``Lead.MC_Email_Key__c`` (the matching form of the email), so a retry or a second audience
+  holding the same person updates that Lead instead of creating another.
+  Required fields come from mapped values, then ``leads.defaults``; a Lead still missing
+  ``LastName`` or ``Company`` is rejected with the reason.
+- **Updating.** Mapped fields flow Mailchimp -> Salesforce when their direction says so;
+  ``overwrite: always`` replaces a different value, ``if_blank`` fills only an empty one. A blank
+  Mailchimp value never clears Salesforce data. Only fields that change are sent.
+- **Opting out.** ``HasOptedOutOfEmail`` is set (never cleared: an opt-out may have come from
+  elsewhere) by ``opt_out_policy``: ``any_audience`` — unsubscribed or cleaned here;
+  ``all_audiences`` — and in every other audience Salesforce knows the email in; ``never``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from mcsf.mapping import loose_canonical, normalize_email
+
+if TYPE_CHECKING:
+    from mcsf.config import AudienceMapping
+
+LEAD_KEY = "MC_Email_Key__c"
+LEAD_REF = "Lead__r.MC_Email_Key__c"
+CREATABLE_STATUSES = frozenset({"subscribed", "pending"})
+GONE_STATUSES = frozenset({"unsubscribed", "cleaned", "archived", "deleted"})
+REQUIRED_LEAD_FIELDS = ("LastName", "Company")
+
+
+@dataclass
+class LeadPlan:
+    """What to write for people; indexes of ``links`` follow the subscriber frame."""
+
+    links: pd.DataFrame  # Lead__c, Contact__c, Lead__r.MC_Email_Key__c (None where not linked)
+    lead_creates: pd.DataFrame  # MC_Email_Key__c + Lead fields
+    lead_updates: pd.DataFrame  # Id + changed Lead fields
+    contact_updates: pd.DataFrame  # Id + changed Contact fields
+    rejects: pd.DataFrame  # subscriber index -> _reason, for would-be Leads that cannot be created
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def best_match(records: pd.DataFrame) -> pd.DataFrame:
+    """One record per matching email: the most recently modified (ties: larger Id).
+
+    :param records: Salesforce rows with ``Id``, ``Email``, ``LastModifiedDate``
+    """
+    if records.empty:
+        return records.assign(_email_norm=pd.Series(dtype=object))
+    ranked = records.assign(
+        _email_norm=records["Email"].map(normalize_email),
+        _modified=records["LastModifiedDate"].map(lambda v: loose_canonical(v, "datetime") or ""),
+    )
+    ranked = ranked[ranked["_email_norm"] != ""]
+    ranked = ranked.sort_values(["_email_norm", "_modified", "Id"], ascending=[True, False, False])
+    return ranked.drop_duplicates("_email_norm", keep="first").drop(columns="_modified")
+
+
+def plan_people(
+    subscribers: pd.DataFrame,
+    people: pd.DataFrame,
+    contacts: pd.DataFrame,
+    leads: pd.DataFrame,
+    other_subscribers: pd.DataFrame,
+    mapping: AudienceMapping,
+    sf_types: dict[str, dict[str, str]],
+) -> LeadPlan:
+    """Decide links, creates and updates for one audience's changed subscribers.
+
+    :param subscribers: from :func:`mcsf.mapping.to_subscribers` (``_email_norm``, ``Status__c``,
+        ``Last_Changed__c``)
+    :param people: from :func:`mcsf.mapping.person_values` (``Lead.X``/``Contact.X``), same index
+    :param contacts: existing Contacts with ``Id, Email, LastModifiedDate, HasOptedOutOfEmail`` and
+        the mapped Contact fields
+    :param leads: existing Leads, likewise (plus ``MC_Email_Key__c``)
+    :param other_subscribers: ``Email__c, Status__c`` of the email's subscriber rows in other audiences
+    :param sf_types: ``{"Lead": {field: type}, "Contact": {...}}`` for canonical comparison
+    """
+    contact_match = best_match(contacts).set_index("_email_norm")
+    lead_match = best_match(leads).set_index("_email_norm")
+    email = subscribers["_email_norm"]
+    links = pd.DataFrame(index=subscribers.index, columns=["Lead__c", "Contact__c", LEAD_REF], dtype=object)
+    contact_ids = email.map(contact_match["Id"]) if not contact_match.empty else pd.Series(None, index=email.index)
+    lead_ids = email.map(lead_match["Id"]) if not lead_match.empty else pd.Series(None, index=email.index)
+    has_contact = contact_ids.notna()
+    has_lead = lead_ids.notna() & ~has_contact
+    links.loc[has_contact, "Contact__c"] = contact_ids[has_contact]
+    links.loc[has_lead, "Lead__c"] = lead_ids[has_lead]
+
+    wants_lead = ~has_contact & ~has_lead & subscribers["Status__c"].isin(CREATABLE_STATUSES) & (email != "")
+    if not mapping.leads.create:
+        wants_lead &= False
+    creates, rejects = _lead_creates(subscribers[wants_lead], people.loc[wants_lead[wants_lead].index], mapping)
+    created_ok = wants_lead & ~subscribers.index.isin(rejects.index)
+    links.loc[created_ok, LEAD_REF] = email[created_ok]
+
+    opt_out = _opt_outs(subscribers, other_subscribers, mapping)
+    contact_updates = _updates(subscribers[has_contact], people[has_contact], contact_ids[has_contact],
+                               contact_match, "Contact", mapping, sf_types, opt_out[has_contact])
+    lead_updates = _updates(subscribers[has_lead], people[has_lead], lead_ids[has_lead],
+                            lead_match, "Lead", mapping, sf_types, opt_out[has_lead])
+    counts = {
+        "contacts_linked": int(has_contact.sum()),
+        "leads_linked": int(has_lead.sum()),
+        "leads_to_create": len(creates),
+        "lead_creates_rejected": len(rejects),
+        "contacts_to_update": len(contact_updates),
+        "leads_to_update": len(lead_updates),
+    }
+    return LeadPlan(links, creates, lead_updates, contact_updates, rejects, counts)
+
+
+def _lead_creates(subs: pd.DataFrame, people: pd.DataFrame, mapping: AudienceMapping) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One new Lead per email (the latest-changed subscriber row wins); rows missing required fields rejected."""
+    if subs.empty:
+        return pd.DataFrame(columns=[LEAD_KEY]), pd.DataFrame(columns=["_reason"])
+    lead_cols = [c for c in people.columns if c.startswith("Lead.")]
+    frame = people[lead_cols].rename(columns=lambda c: c.removeprefix("Lead."))
+    frame["Email"] = subs["Email__c"]
+    frame[LEAD_KEY] = subs["_email_norm"]
+    for name, value in mapping.leads.defaults.items():
+        frame[name] = frame[name].where(frame[name].notna(), value) if name in frame else value
+    frame["LeadSource"] = mapping.leads.lead_source
+    if mapping.leads.status:
+        frame["Status"] = mapping.leads.status
+    missing = pd.Series("", index=frame.index, dtype=object)
+    for required in REQUIRED_LEAD_FIELDS:
+        blank = frame[required].isna() if required in frame else pd.Series(True, index=frame.index)
+        missing[blank] = missing[blank].map(lambda m, r=required: f"{m}, {r}" if m else r)
+    bad = missing != ""
+    rejects = pd.DataFrame(
+        {"_reason": "cannot create Lead: no value for " + missing[bad]
+         + " (map a merge field to it or add it to leads.defaults)"},
+        index=frame.index[bad],
+    )
+    good = frame[~bad].assign(_changed=subs.loc[~bad, "Last_Changed__c"].fillna(""))
+    good = good.sort_values("_changed", ascending=False).drop_duplicates(LEAD_KEY).drop(columns="_changed")
+    return good.reset_index(drop=True), rejects
+
+
+def _opt_outs(subs: pd.DataFrame, others: pd.DataFrame, mapping: AudienceMapping) -> pd.Series:
+    policy = str(mapping.opt_out_policy)
+    gone_here = subs["Status__c"].isin(GONE_STATUSES - {"archived"})
+    if policy == "never":
+        return pd.Series(False, index=subs.index)
+    if policy == "any_audience" or others.empty:
+        return gone_here
+    other = others.assign(_email_norm=others["Email__c"].map(normalize_email))
+    still_in = other[~other["Status__c"].isin(GONE_STATUSES)]["_email_norm"]
+    return gone_here & ~subs["_email_norm"].isin(set(still_in))
+
+
+def _updates(subs: pd.DataFrame, people: pd.DataFrame, ids: pd.Series, current: pd.DataFrame,
+             object_name: str, mapping: AudienceMapping, sf_types: dict[str, dict[str, str]],
+             opt_out: pd.Series) -> pd.DataFrame:
+    """Changed fields of matched records, one row per record Id (latest-changed subscriber wins)."""
+    if subs.empty:
+        return pd.DataFrame(columns=["Id"])
+    policies = {f: m.overwrite for m in mapping.fields
+                for f in ([m.lead_field] if object_name == "Lead" else [m.contact_field])
+                if f and str(m.direction) != "salesforce_to_mailchimp"}
+    types = sf_types.get(object_name, {})
+    order = subs["Last_Changed__c"].fillna("").sort_values(ascending=False).index
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    current_by_id = current.set_index("Id") if not current.empty else current
+    for idx in order:
+        record_id = ids[idx]
+        if record_id in seen:
+            continue
+        seen.add(record_id)
+        have = current_by_id.loc[record_id]
+        change: dict[str, str] = {}
+        for field_name, overwrite in policies.items():
+            want = people.at[idx, f"{object_name}.{field_name}"] if f"{object_name}.{field_name}" in people else None
+            if want is None or pd.isna(want):
+                continue
+            old = loose_canonical(have.get(field_name), types.get(field_name, "string"))
+            if old == want or (str(overwrite) == "if_blank" and old is not None):
+                continue
+            change[field_name] = want
+        if opt_out[idx] and loose_canonical(have.get("HasOptedOutOfEmail"), "boolean") != "true":
+            change["HasOptedOutOfEmail"] = "true"
+        if change:
+            rows.append({"Id": record_id, **change})
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["Id"])

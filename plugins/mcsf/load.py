@@ -1,0 +1,116 @@
+"""Writes to Salesforce: upserts on external ids of only what changed, with every refusal kept.
+
+:func:`write` is the one way rows reach Salesforce (the audience sync and the activity sync both
+use it): it skips empty frames, honours dry runs, strips mcsf's private ``_`` columns, asks the
+hook (which picks composite collections or Bulk 2.0 and retries transient row errors) and turns
+Salesforce's per-row refusals into rejects with Salesforce's own message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from mcsf.hooks.salesforce import McsfSalesforceHook
+    from mcsf.staging import Stage
+
+log = logging.getLogger("mcsf")
+REJECT_COLUMNS = ["object", "key", "step", "reason"]
+
+
+@dataclass
+class Outcome:
+    """Counts of one write plus the refused rows (as rejects)."""
+
+    created: int = 0
+    updated: int = 0
+    failed: int = 0
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    succeeded: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def add(self, other: Outcome) -> Outcome:
+        return Outcome(
+            self.created + other.created,
+            self.updated + other.updated,
+            self.failed + other.failed,
+            pd.concat([self.rejects, other.rejects], ignore_index=True) if len(other.rejects) else self.rejects,
+        )
+
+
+def rejects_frame(object_name: str, keys: pd.Series, step: str, reasons: pd.Series | str) -> pd.DataFrame:
+    """Rejects in their staged form; ``keys`` must not be emails (use the subscriber key or hash)."""
+    return pd.DataFrame({
+        "object": object_name,
+        "key": keys.astype(str).to_numpy(),
+        "step": step,
+        "reason": reasons.to_numpy() if isinstance(reasons, pd.Series) else reasons,
+    })
+
+
+def write(
+    sf: McsfSalesforceHook | None,
+    object_name: str,
+    frame: pd.DataFrame,
+    *,
+    external_id: str | None,
+    stage: Stage | None = None,
+    dry_run: bool = False,
+    reject_key: str | None = None,
+) -> Outcome:
+    """Upsert (``external_id`` given) or update by ``Id`` (``external_id=None``) ``frame``.
+
+    :param reject_key: column naming a refused row in rejects (default: the external id or Id)
+    :param stage: where a dry run stages the rows it would have written
+    """
+    key = reject_key or external_id or "Id"
+    body = frame[[c for c in frame.columns if not c.startswith("_")]]
+    if body.empty:
+        return Outcome()
+    if dry_run or sf is None:
+        if stage is not None:
+            stage.write(f"would_write_{object_name}", body)
+        is_new = frame["_is_new"] if "_is_new" in frame else pd.Series(False, index=frame.index)
+        return Outcome(created=int(is_new.sum()), updated=int((~is_new).sum()))
+    result = sf.upsert(object_name, external_id, body) if external_id else sf.update(object_name, body)
+    created = result.successes["sf__Created"].astype(str).str.lower().eq("true") if len(result.successes) else []
+    outcome = Outcome(
+        created=int(sum(created)),
+        updated=len(result.successes) - int(sum(created)),
+        failed=len(result.failures),
+        succeeded=result.successes,
+    )
+    if len(result.failures):
+        keys = result.failures[key] if key in result.failures else result.failures.get("sf__Id", pd.Series(dtype=str))
+        outcome.rejects = rejects_frame(object_name, keys, "load", "Salesforce refused: " + result.failures["sf__Error"].astype(str))
+        log.warning("%s: Salesforce refused %s of %s rows", object_name, len(result.failures), len(body))
+    return outcome
+
+
+def delete(sf: McsfSalesforceHook | None, object_name: str, ids: list[str], *, dry_run: bool = False) -> Outcome:
+    """Delete rows by Id (retention, members who left a segment)."""
+    if not ids:
+        return Outcome()
+    if dry_run or sf is None:
+        return Outcome(updated=0, created=0, failed=0, succeeded=pd.DataFrame({"sf__Id": ids}))
+    result = sf.delete(object_name, ids)
+    outcome = Outcome(failed=len(result.failures), succeeded=result.successes)
+    if len(result.failures):
+        outcome.rejects = rejects_frame(object_name, result.failures["sf__Id"], "delete",
+                                        "Salesforce refused: " + result.failures["sf__Error"].astype(str))
+    return outcome
+
+
+def summarize(outcomes: dict[str, Outcome], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    counts = {
+        "created": sum(o.created for o in outcomes.values()),
+        "updated": sum(o.updated for o in outcomes.values()),
+        "load_failed": sum(o.failed for o in outcomes.values()),
+        "by_object": {name: {"created": o.created, "updated": o.updated, "failed": o.failed}
+                      for name, o in outcomes.items() if o.created or o.updated or o.failed},
+    }
+    counts.update(extra or {})
+    return counts

@@ -1,0 +1,280 @@
+"""Mailchimp members -> Salesforce subscriber rows and mapped Lead/Contact values (pure).
+
+Frames in, frames out; no I/O and no mutation of inputs. Every value bound for Salesforce is a
+string in its *canonical* form (see :func:`canonical`) or ``None`` ("no value"), so that a
+desired row and the row Salesforce already holds compare equal exactly when a write would change
+nothing — that is what makes a re-run of any interval a no-op.
+
+The members frame comes from :func:`mcsf.extract.flatten_member`: columns ``list_id``,
+``email_hash``, ``email_address``, ``status``, ``member_rating``, ``last_changed``,
+``timestamp_opt``, ``language``, ``vip``, ``tags``, ``interests`` and one ``merge.<TAG>`` column
+per merge value (address parts as ``merge.ADDRESS.city`` and so on).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from mcsf.config import AudienceMapping
+
+SUBSCRIBER = "MC_Subscriber__c"
+SUBSCRIBER_KEY = "MC_Subscriber_Key__c"
+AUDIENCE_REF = "Audience__r.MC_Audience_Id__c"
+#: Columns of a subscriber row that mcsf owns and compares (Lead__c/Contact__c are added by leads).
+SUBSCRIBER_FIELDS = {
+    "Name": "string",
+    "Email__c": "email",
+    "Email_Hash__c": "string",
+    "Status__c": "picklist",
+    "First_Name__c": "string",
+    "Last_Name__c": "string",
+    "Member_Rating__c": "double",
+    "Last_Changed__c": "datetime",
+    "Opted_In_At__c": "datetime",
+    "Language__c": "string",
+    "VIP__c": "boolean",
+    "Tags__c": "textarea",
+    "Interests__c": "textarea",
+}
+SUBSCRIBER_LENGTHS = {"Name": 80, "First_Name__c": 80, "Last_Name__c": 80, "Language__c": 10}
+NUMERIC = {"double", "int", "currency", "percent"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def normalize_email(value: Any) -> str:
+    """The matching form of an email: trimmed and lower-cased (Salesforce compares without case)."""
+    return str(value or "").strip().lower()
+
+
+def subscriber_key(list_id: str, email_hash: str) -> str:
+    return f"{list_id}:{email_hash}"
+
+
+def clean_text(value: Any) -> str | None:
+    """Trim and drop control characters Salesforce cannot store (NUL and friends); blank -> None."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    text = _CONTROL.sub("", str(value)).strip()
+    return text or None
+
+
+def canonical(value: Any, sf_type: str) -> str | None:
+    """One string form per Salesforce type, for both desired values and values read back.
+
+    Raises ``ValueError`` naming the expected format when ``value`` cannot be that type.
+
+    :param value: a Mailchimp value, or a value read from Salesforce (REST JSON or Bulk CSV)
+    :param sf_type: the describe ``type`` of the target field
+    """
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return None
+    if sf_type == "boolean":
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        text = str(value).strip().lower()
+        if text in {"true", "1", "yes"}:
+            return "true"
+        if text in {"false", "0", "no", ""}:
+            return "false"
+        raise ValueError(f"{value!r} is not true or false")
+    if sf_type in NUMERIC:
+        text = str(value).strip().replace(",", "") if not isinstance(value, int | float) else repr(value)
+        if text == "":
+            return None
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number") from None
+        if not number.is_finite():
+            raise ValueError(f"{value!r} is not a finite number")
+        normal = number.normalize()
+        return format(normal, "f") if normal != normal.to_integral() else str(int(normal))
+    if sf_type == "datetime":
+        return _canonical_datetime(value)
+    if sf_type == "date":
+        return _canonical_date(value)
+    return clean_text(value)
+
+
+def _canonical_datetime(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        if re.fullmatch(r".*[+-]\d{4}", text):  # Salesforce REST: 2026-11-20T09:12:00.000+0000
+            text = f"{text[:-2]}:{text[-2:]}"
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 date-time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y")
+
+
+def _canonical_date(value: Any) -> str | None:
+    if isinstance(value, datetime | date):
+        return value.strftime("%Y-%m-%d")
+    text = str(value).strip()
+    if not text:
+        return None
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).strftime("%Y-%m-%d")
+        except ValueError:
+            continue
+    if re.fullmatch(r"\d{1,2}/\d{1,2}", text):
+        raise ValueError(f"{value!r} is a birthday without a year and cannot fill a date field")
+    raise ValueError(f"{value!r} is not a date (use YYYY-MM-DD)")
+
+
+def canonical_series(values: pd.Series, sf_type: str, label: str) -> tuple[pd.Series, pd.Series]:
+    """Vectorised-enough :func:`canonical` over a column: (values, per-row error text or None).
+
+    :param label: how the reject reason names the source, e.g. ``"merge field PHONE -> Lead.Phone"``
+    """
+    if sf_type not in NUMERIC | {"boolean", "datetime", "date"}:
+        text = values.astype("string").str.replace(_CONTROL, "", regex=True).str.strip()
+        return text.where(text.str.len() > 0, None).astype(object), pd.Series(None, index=values.index, dtype=object)
+    out: list[str | None] = []
+    errors: list[str | None] = []
+    for value in values.tolist():
+        try:
+            out.append(canonical(value, sf_type))
+            errors.append(None)
+        except ValueError as err:
+            out.append(None)
+            errors.append(f"{label}: {err}")
+    return pd.Series(out, index=values.index, dtype=object), pd.Series(errors, index=values.index, dtype=object)
+
+
+def to_subscribers(members: pd.DataFrame, mapping: AudienceMapping) -> pd.DataFrame:
+    """Subscriber rows for ``MC_Subscriber__c`` keyed by audience + subscriber hash.
+
+    Extra columns: ``_email_norm`` (the matching form) and ``_reasons`` (problems found while
+    mapping; empty string when none). Names are cut to the object's lengths (the subscriber is
+    mcsf's own record; the full value still reaches mapped Lead/Contact fields or is rejected there).
+    """
+    frame = pd.DataFrame(index=members.index)
+    if members.empty:
+        return pd.DataFrame(columns=[SUBSCRIBER_KEY, AUDIENCE_REF, *SUBSCRIBER_FIELDS, "_email_norm", "_reasons"])
+    email = members["email_address"].astype("string").str.strip()
+    frame[SUBSCRIBER_KEY] = members["list_id"].astype("string") + ":" + members["email_hash"].astype("string")
+    frame[AUDIENCE_REF] = mapping.audience_id
+    frame["Name"] = email.str.slice(0, 80)
+    frame["Email__c"] = email
+    frame["Email_Hash__c"] = members["email_hash"].astype("string")
+    frame["Status__c"] = members["status"].astype("string")
+    frame["First_Name__c"] = _merge_text(members, "FNAME").str.slice(0, 80)
+    frame["Last_Name__c"] = _merge_text(members, "LNAME").str.slice(0, 80)
+    reasons = pd.Series("", index=members.index, dtype=object)
+    for column, source in (("Member_Rating__c", "member_rating"), ("Last_Changed__c", "last_changed"),
+                           ("Opted_In_At__c", "timestamp_opt"), ("VIP__c", "vip")):
+        values, errors = canonical_series(members.get(source, pd.Series(None, index=members.index)),
+                                          SUBSCRIBER_FIELDS[column], source)
+        frame[column] = values
+        reasons = _join_reasons(reasons, errors)
+    frame["Language__c"] = members.get("language", pd.Series(None, index=members.index)).astype("string").str.slice(0, 10)
+    frame["Tags__c"] = members.get("tags", pd.Series(None, index=members.index)).astype("string")
+    interests = members.get("interests", pd.Series(None, index=members.index)).astype("string").fillna("")
+    frame["Interests__c"] = interests.map(
+        lambda ids: ";".join(f"{mapping.audience_id}:{i}" for i in ids.split(";") if i) or None
+    )
+    for column in ("Name", "Email__c", "First_Name__c", "Last_Name__c", "Language__c", "Tags__c", "Interests__c"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna() & (frame[column] != ""), None)
+    frame["_email_norm"] = email.str.lower()
+    frame["_reasons"] = reasons
+    return frame
+
+
+def person_values(
+    members: pd.DataFrame,
+    mapping: AudienceMapping,
+    sf_fields: dict[str, dict[str, dict[str, Any]]],
+) -> pd.DataFrame:
+    """Mapped Lead and Contact values: columns ``Lead.<Field>`` / ``Contact.<Field>`` and ``_reasons``.
+
+    Only fields whose direction carries data into Salesforce are produced. Values are canonical
+    strings for the target field's type; a value that cannot be converted is ``None`` and the row
+    gets a reason naming the merge tag, the target field and the expected format.
+
+    :param sf_fields: ``{"Lead": {field_name: describe}, "Contact": {...}}``
+    """
+    out = pd.DataFrame(index=members.index)
+    reasons = pd.Series("", index=members.index, dtype=object)
+    for object_name, fields in (("Lead", mapping.lead_fields()), ("Contact", mapping.contact_fields())):
+        for tag, field_name in fields.items():
+            describe = sf_fields.get(object_name, {}).get(field_name, {"type": "string"})
+            source = members.get(f"merge.{tag}", pd.Series(None, index=members.index, dtype=object))
+            values, errors = canonical_series(source, describe.get("type", "string"),
+                                              f"merge field {tag} -> {object_name}.{field_name}")
+            out[f"{object_name}.{field_name}"] = values
+            reasons = _join_reasons(reasons, errors)
+    out["_reasons"] = reasons
+    return out
+
+
+def _merge_text(members: pd.DataFrame, tag: str) -> pd.Series:
+    column = members.get(f"merge.{tag}")
+    if column is None:
+        return pd.Series(None, index=members.index, dtype="string")
+    return column.astype("string").str.replace(_CONTROL, "", regex=True).str.strip()
+
+
+def _join_reasons(reasons: pd.Series, errors: pd.Series) -> pd.Series:
+    """Append non-empty ``errors`` to ``reasons`` with '; ' between (both object Series)."""
+    has = errors.notna()
+    if not has.any():
+        return reasons
+    joined = reasons.copy()
+    joined[has] = [f"{r}; {e}" if r else e for r, e in zip(reasons[has], errors[has], strict=True)]
+    return joined
+
+
+def diff(desired: pd.DataFrame, existing: pd.DataFrame, key: str, types: dict[str, str]) -> pd.DataFrame:
+    """Rows of ``desired`` that are new or differ from ``existing`` on any column in ``types``.
+
+    ``existing`` holds the same columns as read back from Salesforce (any representation);
+    both sides are compared in canonical form. A ``None`` in ``desired`` means "no value" and is
+    compared like any other value. Adds ``_is_new`` (bool).
+
+    :param key: the external-id column both frames carry
+    :param types: column -> Salesforce type, for canonical comparison
+    """
+    if desired.empty:
+        return desired.assign(_is_new=pd.Series(dtype=bool))
+    if existing.empty:
+        return desired.assign(_is_new=True)
+    current = existing.drop_duplicates(key, keep="last").set_index(key)
+    aligned = current.reindex(desired[key])
+    changed = pd.Series(False, index=desired.index)
+    for column, sf_type in types.items():
+        if column not in desired.columns:
+            continue
+        want = desired[column].map(lambda v, t=sf_type: loose_canonical(v, t))
+        have_raw = aligned[column] if column in aligned.columns else pd.Series(None, index=aligned.index)
+        have = pd.Series(have_raw.to_numpy(), index=desired.index).map(lambda v, t=sf_type: loose_canonical(v, t))
+        changed |= want.fillna("\0") != have.fillna("\0")
+    is_new = ~desired[key].isin(current.index)
+    result = desired[changed | is_new].copy()
+    result["_is_new"] = is_new[changed | is_new]
+    return result
+
+
+def loose_canonical(value: Any, sf_type: str) -> str | None:
+    try:
+        return canonical(value, sf_type)
+    except ValueError:
+        return str(value)

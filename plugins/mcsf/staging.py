@@ -1,0 +1,114 @@
+"""Where frames live between tasks: Parquet files under one ObjectStoragePath.
+
+XCom carries only the small :class:`Stage` address (a URL string) and counts. The base is the
+``MCSF_STAGING_URL`` environment variable — ``file://`` on one machine, ``s3://bucket/prefix``
+when Celery workers on several machines must see the same files — defaulting to
+``$AIRFLOW_HOME/mcsf-staging``. One run of one audience writes under
+``{base}/{dag_id}/{window}/{audience_id}/``, so re-running an interval overwrites its own files
+and never another interval's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import ObjectStoragePath
+
+
+def staging_base() -> str:
+    """The staging root URL (``file://`` or any fsspec URL the ObjectStoragePath knows)."""
+    url = os.environ.get("MCSF_STAGING_URL")
+    if url:
+        return url.rstrip("/")
+    home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+    return f"file://{home.resolve() / 'mcsf-staging'}"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A run's data interval ``[start, end)``, the only time a task reads (never ``now()``)."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("a data interval needs time-zone-aware start and end")
+        if self.end < self.start:
+            raise ValueError(f"data interval ends ({self.end}) before it starts ({self.start})")
+
+    @property
+    def key(self) -> str:
+        """A path-safe name, e.g. ``20261120T0900Z_20261120T1000Z``."""
+        return f"{_stamp(self.start)}_{_stamp(self.end)}"
+
+    def __str__(self) -> str:
+        return f"[{self.start.astimezone(UTC):%Y-%m-%d %H:%M}, {self.end.astimezone(UTC):%Y-%m-%d %H:%M}) UTC"
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The staging folder of one audience in one run; serialisable as its URL."""
+
+    url: str
+
+    @classmethod
+    def for_run(cls, dag_id: str, window: Window, audience_id: str) -> Stage:
+        return cls(f"{staging_base()}/{dag_id}/{window.key}/{audience_id}")
+
+    @property
+    def path(self) -> ObjectStoragePath:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(self.url)
+
+    def file(self, name: str) -> ObjectStoragePath:
+        return self.path / f"{name}.parquet"
+
+    def write(self, name: str, frame: pd.DataFrame) -> str:
+        """Write ``frame`` as ``name.parquet`` (atomically: temp file, then rename) and return its URL."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        target = self.file(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path / f".{name}.parquet.tmp"
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        with temp.open("wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+        temp.rename(target)
+        return str(target)
+
+    def read(self, name: str) -> pd.DataFrame:
+        """Read ``name.parquet``; a frame that was never written reads as empty."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        source = self.file(name)
+        if not source.exists():
+            return pd.DataFrame()
+        with source.open("rb") as handle:
+            return pq.read_table(handle).to_pandas()
+
+    def exists(self, name: str) -> bool:
+        return self.file(name).exists()
+
+    def write_json(self, name: str, payload: Any) -> None:
+        """Small metadata (describes, audience stats) as ``name.json``."""
+        target = self.path / f"{name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(payload, default=str, sort_keys=True))
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / f"{name}.json").read_text())

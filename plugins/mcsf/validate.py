@@ -1,0 +1,175 @@
+"""Row-level validation with Great Expectations: a structured verdict, never an exception.
+
+A suite is built from :class:`Rule` objects (which the pipeline derives from the mapping and the
+Salesforce describe) and run on the whole frame in one ephemeral GX context with
+``result_format=COMPLETE`` and an ``unexpected_index_column_names`` of a private row number, so
+every failing row gets the reason of every rule it broke. Values never leave this module: the
+verdict carries row numbers and reasons, not the offending values (which may be emails).
+Only the caller decides whether a verdict fails the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+ROW = "_mcsf_row"
+# What Salesforce accepts in an Email field: ASCII local part and a dotted domain, no spaces.
+EMAIL_REGEX = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One expectation on one column and the reason a failing row gets.
+
+    :param kind: ``email`` | ``not_null`` | ``max_length`` | ``in_set`` | ``unique``
+    :param reason: text for the analyst, e.g. ``"Lead.FirstName longer than 40 characters"``
+    """
+
+    column: str
+    kind: str
+    reason: str
+    value: Any = None
+
+
+@dataclass
+class Verdict:
+    passed: pd.DataFrame
+    rejected: pd.DataFrame  # the rejected rows plus ``_reason`` ("; "-joined)
+    failures: Counter[str] = field(default_factory=Counter)  # reason -> rows
+
+    @property
+    def total(self) -> int:
+        return len(self.passed) + len(self.rejected)
+
+    @property
+    def reject_share(self) -> float:
+        return len(self.rejected) / self.total if self.total else 0.0
+
+    def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
+        return self.failures.most_common(n)
+
+
+def _expectation(rule: Rule) -> Any:
+    import great_expectations as gx
+
+    e = gx.expectations
+    if rule.kind == "email":
+        return e.ExpectColumnValuesToMatchRegex(column=rule.column, regex=EMAIL_REGEX)
+    if rule.kind == "not_null":
+        return e.ExpectColumnValuesToNotBeNull(column=rule.column)
+    if rule.kind == "max_length":
+        return e.ExpectColumnValueLengthsToBeBetween(column=rule.column, max_value=int(rule.value))
+    if rule.kind == "in_set":
+        return e.ExpectColumnValuesToBeInSet(column=rule.column, value_set=sorted(rule.value))
+    if rule.kind == "unique":
+        return e.ExpectColumnValuesToBeUnique(column=rule.column)
+    raise ValueError(f"unknown rule kind {rule.kind!r}")
+
+
+def validate_rows(frame: pd.DataFrame, rules: Iterable[Rule], *, reasons_column: str | None = "_reasons") -> Verdict:
+    """Split ``frame`` into rows that pass every rule and rows rejected with their reasons.
+
+    :param reasons_column: a column of reasons found earlier (e.g. while mapping); a non-empty
+        value rejects the row too
+    """
+    rules = [r for r in rules if r.column in frame.columns]
+    reasons: dict[int, list[str]] = {}
+    failures: Counter[str] = Counter()
+    if reasons_column and reasons_column in frame.columns:
+        for pos, text in enumerate(frame[reasons_column].tolist()):
+            if isinstance(text, str) and text:
+                reasons.setdefault(pos, []).extend(text.split("; "))
+                for part in text.split("; "):
+                    failures[_general(part)] += 1
+    if rules and not frame.empty:
+        for rule, rows in zip(rules, _run_suite(frame, rules), strict=True):
+            for pos in rows:
+                reasons.setdefault(pos, []).append(rule.reason)
+            if rows:
+                failures[rule.reason] += len(rows)
+    bad = pd.Series(False, index=range(len(frame)))
+    bad[list(reasons)] = True
+    positions = bad.to_numpy()
+    rejected = frame[positions].copy()
+    rejected["_reason"] = ["; ".join(reasons[p]) for p in sorted(reasons)]
+    return Verdict(frame[~positions], rejected, failures)
+
+
+def _general(reason: str) -> str:
+    """A reason without the row's value, for counting (``merge field X -> Y: '…' is not a date``)."""
+    head, sep, _ = reason.partition(": ")
+    return f"{head}: invalid value" if sep else reason
+
+
+def _run_suite(frame: pd.DataFrame, rules: list[Rule]) -> list[list[int]]:
+    """Run one GX suite over ``frame``; returns the failing row positions per rule."""
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    data = frame[[*{r.column for r in rules}]].copy()
+    data[ROW] = range(len(frame))
+    for rule in rules:  # GX checks strings; Salesforce text arrives as object columns
+        if rule.kind in {"email", "max_length"}:
+            data[rule.column] = data[rule.column].astype(object)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    batch = context.data_sources.add_pandas("mcsf").add_dataframe_asset("rows")
+    definition = batch.add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add(gx.ExpectationSuite(name="mcsf_rows", expectations=[_expectation(r) for r in rules]))
+    run = context.validation_definitions.add(gx.ValidationDefinition(name="mcsf_rows", data=definition, suite=suite))
+    result = run.run(
+        batch_parameters={"dataframe": data},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
+    )
+    out: list[list[int]] = []
+    for outcome in result.results:
+        if outcome.success:
+            out.append([])
+            continue
+        listed = outcome.result.get("unexpected_index_list") or []
+        out.append(sorted({int(item[ROW]) for item in listed}))
+    return out
+
+
+TEXT_TYPES = {"string", "textarea", "email", "phone", "url", "picklist", "combobox"}
+SUBSCRIBER_STATUSES = {"subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived", "deleted"}
+
+
+def subscriber_rules(mapping: Any, describes: dict[str, dict[str, dict[str, Any]]]) -> list[Rule]:
+    """The suite for mapped subscriber rows, from the mapping and the Salesforce describe.
+
+    :param mapping: the audience's :class:`mcsf.config.AudienceMapping`
+    :param describes: ``{"Lead": {field: describe}, "Contact": {...}}``
+    """
+    rules = [
+        Rule("Email__c", "not_null", "no email address"),
+        Rule("Email__c", "email", "invalid email address (Salesforce accepts name@domain.tld, ASCII)"),
+        Rule("MC_Subscriber_Key__c", "unique", "the same member twice in one extract"),
+        Rule("Status__c", "in_set", "unknown member status", SUBSCRIBER_STATUSES),
+    ]
+    for object_name, fields in (("Lead", mapping.lead_fields()), ("Contact", mapping.contact_fields())):
+        for tag, name in fields.items():
+            describe = describes.get(object_name, {}).get(name)
+            if not describe:
+                continue
+            column, target = f"{object_name}.{name}", f"{object_name}.{name}"
+            kind = describe.get("type")
+            if kind in TEXT_TYPES and describe.get("length"):
+                rules.append(Rule(column, "max_length",
+                                  f"merge field {tag} longer than {target} allows ({describe['length']})",
+                                  describe["length"]))
+            if kind == "email":
+                rules.append(Rule(column, "email", f"merge field {tag} is not an email {target} accepts"))
+            if kind == "picklist" and describe.get("restrictedPicklist"):
+                allowed = {p["value"] for p in describe.get("picklistValues", []) if p.get("active", True)}
+                rules.append(Rule(column, "in_set", f"merge field {tag} is not a value of the {target} picklist",
+                                  allowed))
+    return rules
