@@ -104,6 +104,14 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
     return out
 
 
+def preflight_activity(start: datetime, end: datetime, *, audiences: list[str] | None = None,
+                       campaigns: list[str] | None = None, dry_run: bool = False) -> list[dict[str, Any]]:
+    """The nightly sync's preflight: the hourly one, for ``activity`` audiences only."""
+    ready = preflight(start, end, audiences=audiences, dry_run=dry_run, modes=(SyncMode.ACTIVITY,),
+                      dag_id="mcsf_campaign_activity_sync")
+    return [{**a, "campaigns": campaigns} for a in ready]
+
+
 def _slim_describe(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["name"]: {k: f.get(k) for k in DESCRIBE_KEYS} for f in describe.get("fields", [])}
 
@@ -206,9 +214,16 @@ def report(audience: dict[str, Any]) -> dict[str, Any]:
 STEPS = {"extract": extract, "map": map_, "validate": validate, "load": load, "report": report}
 
 
-def run_step(name: str, audience: dict[str, Any]) -> dict[str, Any]:
-    """Run one per-audience step inside a mapped task, naming the task instance by audience."""
+def run_step(name: str, audience: dict[str, Any], *, activity: bool = False) -> dict[str, Any]:
+    """Run one per-audience step inside a mapped task, naming the task instance by audience.
+
+    :param activity: the nightly activity sync's step of that name (preflight and report are shared)
+    """
     from airflow.sdk import get_current_context
 
     get_current_context()["audience_name"] = audience["name"]
+    if activity and name != "report":
+        from mcsf import activity_sync
+
+        return getattr(activity_sync, {"map": "map_"}.get(name, name))(audience)
     return STEPS[name](audience)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     import pandas as pd
     from airflow.sdk import ObjectStoragePath
 
@@ -100,6 +102,38 @@ class Stage:
             return pd.DataFrame()
         with source.open("rb") as handle:
             return pq.read_table(handle).to_pandas()
+
+    def write_chunks(self, name: str, frames: Iterable[pd.DataFrame], columns: list[str]) -> int:
+        """Stream frames of text ``columns`` into one Parquet file; returns the rows written.
+
+        Memory holds one chunk at a time, whatever the total.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([(c, pa.string()) for c in columns])
+        target = self.file(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path / f".{name}.parquet.tmp"
+        rows = 0
+        with temp.open("wb") as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
+            for frame in frames:
+                text = frame.reindex(columns=columns).astype(object).where(frame.reindex(columns=columns).notna(), None)
+                writer.write_table(pa.Table.from_pandas(text, schema=schema, preserve_index=False))
+                rows += len(frame)
+        temp.rename(target)
+        return rows
+
+    def iter_batches(self, name: str, rows: int = 250_000) -> Iterator[pd.DataFrame]:
+        """Read ``name.parquet`` back in frames of at most ``rows`` rows."""
+        import pyarrow.parquet as pq
+
+        source = self.file(name)
+        if not source.exists():
+            return
+        with source.open("rb") as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
 
     def exists(self, name: str) -> bool:
         return self.file(name).exists()

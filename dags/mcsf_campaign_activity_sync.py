@@ -1,0 +1,101 @@
+"""
+### mcsf — nightly campaign-activity sync (Mailchimp → Salesforce)
+
+Once a day, at midnight in the org's time zone (`MCSF_ORG_TIMEZONE`, default `UTC`), the
+previous day `[00:00, 24:00)` of campaign activity of every audience in `activity` mode lands in
+Salesforce: the campaigns (`MC_Campaign__c`, with their stats) and one `MC_Activity__c` per
+send, open, click (with its URL), bounce and unsubscribe, linked to the subscriber and so to its
+Lead or Contact. Standard email (`regular`) and SMS campaigns are synced, as the Mailchimp app does.
+
+**Flow per audience** (mapped tasks are named by audience):
+`preflight` → `extract` → `map` → `validate` → `load` (with retention) → `report`.
+
+- Events are read with `since` = the day's start and cut at its end, so an event at 23:59:59
+  lands in its own day and never in two.
+- Every event has a deterministic key (campaign, member, action, timestamp, URL): re-running a
+  day writes nothing new, duplicates collapse, days can be backfilled in any order.
+- Retention: activity older than the audience's `activity_retention_days` is deleted (Bulk 2.0).
+
+**Params**: `audiences`, `campaigns` (campaign ids; empty = all), `dry_run`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+
+ACTIVITY = Asset("salesforce://mcsf/MC_Activity__c")
+CAMPAIGNS = Asset("salesforce://mcsf/MC_Campaign__c")
+ORG_TIMEZONE = os.environ.get("MCSF_ORG_TIMEZONE", "UTC")
+
+
+@dag(
+    dag_id="mcsf_campaign_activity_sync",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=ORG_TIMEZONE),
+    start_date=pendulum.datetime(2026, 1, 1, tz=ORG_TIMEZONE),
+    catchup=os.environ.get("MCSF_CATCHUP", "false").lower() == "true",
+    max_active_runs=1,
+    default_args={
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+    },
+    tags=["mcsf", "mailchimp", "salesforce", "nightly"],
+    doc_md=__doc__,
+    params={
+        "audiences": Param([], type="array", items={"type": "string"}, title="Audiences",
+                           description="Audience ids or mapping names (activity mode); empty means all."),
+        "campaigns": Param([], type="array", items={"type": "string"}, title="Campaigns",
+                           description="Campaign ids to sync; empty means every campaign of the audiences."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Do everything but write to Salesforce; would-be writes are staged and counted."),
+    },
+)
+def mcsf_campaign_activity_sync():
+    @task
+    def preflight(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
+        from mcsf import audience
+
+        return audience.preflight_activity(data_interval_start, data_interval_end, audiences=params["audiences"] or None,
+                                           campaigns=params["campaigns"] or None, dry_run=params["dry_run"])
+
+    @task(map_index_template="{{ audience_name }}")
+    def extract(audience: dict) -> dict:
+        from mcsf.audience import run_step
+
+        return run_step("extract", audience, activity=True)
+
+    @task(task_id="map", map_index_template="{{ audience_name }}")
+    def map_(audience: dict) -> dict:
+        from mcsf.audience import run_step
+
+        return run_step("map", audience, activity=True)
+
+    @task(map_index_template="{{ audience_name }}")
+    def validate(audience: dict) -> dict:
+        from mcsf.audience import run_step
+
+        return run_step("validate", audience, activity=True)
+
+    @task(map_index_template="{{ audience_name }}", outlets=[ACTIVITY, CAMPAIGNS])
+    def load(audience: dict) -> dict:
+        from mcsf.audience import run_step
+
+        return run_step("load", audience, activity=True)
+
+    @task(map_index_template="{{ audience_name }}")
+    def report(audience: dict) -> dict:
+        from mcsf.audience import run_step
+
+        return run_step("report", audience, activity=True)
+
+    report.expand(audience=load.expand(audience=validate.expand(audience=map_.expand(
+        audience=extract.expand(audience=preflight())))))
+
+
+mcsf_campaign_activity_sync()
