@@ -206,9 +206,12 @@ def report(audience: dict[str, Any]) -> dict[str, Any]:
         "dry_run": audience.get("dry_run", False),
     }
     line = log_summary(f"{mapping_name} ({audience['audience_id']}) [{start}, {end})", counts)
-    return {"audience_id": audience["audience_id"], "name": mapping_name, "window": audience["window"],
-            "summary": line, **{k: v for k, v in counts.items() if k != "reject_reasons"},
-            "reject_reasons": dict(counts["reject_reasons"])}
+    result = {"audience_id": audience["audience_id"], "name": mapping_name, "window": audience["window"],
+              "summary": line, **{k: v for k, v in counts.items() if k != "reject_reasons"},
+              "reject_reasons": dict(counts["reject_reasons"]),
+              "rejects_staged_at": audience["stage"]}
+    Stage(audience["stage"]).write_json("summary", result)  # read by the status page and `make demo`
+    return result
 
 
 STEPS = {"extract": extract, "map": map_, "validate": validate, "load": load, "report": report}
