@@ -7,7 +7,7 @@ segments and their members, interests — and people who are not yet Leads or Co
 Leads where the audience's mapping allows it.
 
 **Flow per audience** (mapped tasks are named by audience):
-`preflight` → `extract` → `map` → `validate` → `load` → `report`.
+`preflight` → `extract` → `map` → `validate` → `load_people` → `load_subscribers` → `report`.
 
 - *preflight* checks every file in `include/mappings/` against both systems and stops the run,
   listing every problem, before anything is written.
@@ -15,8 +15,10 @@ Leads where the audience's mapping allows it.
   full resync, or when the audience's field map changed since it was last loaded).
 - *validate* rejects rows with reasons (Great Expectations); above the mapping's
   `max_reject_share` the audience is stopped having written nothing.
-- *load* upserts only what differs from Salesforce, on external ids: re-running an interval
-  changes nothing.
+- *load_people* creates Leads (upserts on `Lead.MC_Email_Key__c`) and updates matched Leads and
+  Contacts; *load_subscribers* (which waits for every audience's people) upserts subscribers
+  linked to them, segments and interests. Only what differs from Salesforce is written, on
+  external ids: re-running an interval changes nothing.
 - *report* ends the log with one `SUMMARY` line an analyst can read.
 
 **Params**: `audiences` (ids or mapping names; empty = all enabled), `full_resync`, `dry_run`
@@ -86,11 +88,17 @@ def mcsf_audience_sync():
 
         return steps.run_step("validate", audience)
 
-    @task(map_index_template="{{ audience_name }}", outlets=[SUBSCRIBERS, LEADS])
-    def load(audience: dict) -> dict:
+    @task(map_index_template="{{ audience_name }}", outlets=[LEADS])
+    def load_people(audience: dict) -> dict:
         from mcsf import audience as steps
 
-        return steps.run_step("load", audience)
+        return steps.run_step("load_people", audience)
+
+    @task(map_index_template="{{ audience_name }}", outlets=[SUBSCRIBERS])
+    def load_subscribers(audience: dict) -> dict:
+        from mcsf import audience as steps
+
+        return steps.run_step("load_subscribers", audience)
 
     @task(map_index_template="{{ audience_name }}")
     def report(audience: dict) -> dict:
@@ -98,8 +106,9 @@ def mcsf_audience_sync():
 
         return steps.run_step("report", audience)
 
-    report.expand(audience=load.expand(audience=validate.expand(audience=map_.expand(
-        audience=extract.expand(audience=preflight())))))
+    checked = validate.expand(audience=map_.expand(audience=extract.expand(audience=preflight())))
+    # Every audience's people are written before any audience's subscribers link to them.
+    report.expand(audience=load_subscribers.expand(audience=load_people.expand(audience=checked)))
 
 
 mcsf_audience_sync()

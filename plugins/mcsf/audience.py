@@ -179,14 +179,22 @@ def validate(audience: dict[str, Any]) -> dict[str, Any]:
     return {**audience, "validate": counts}
 
 
-def load(audience: dict[str, Any]) -> dict[str, Any]:
-    from mcsf.audience_load import load_audience
+def load_people(audience: dict[str, Any]) -> dict[str, Any]:
+    from mcsf.audience_load import load_people as load
 
     mapping, window, stage = _context(audience)
-    mc, sf = hooks()
-    dry_run = audience["dry_run"]
-    counts = load_audience(mapping, window, stage, Stage(audience["run_stage"]), audience,
-                           sf=None if dry_run else sf, reader=sf)
+    _, sf = hooks()
+    counts = load(mapping, window, stage, Stage(audience["run_stage"]), sf=None if audience["dry_run"] else sf)
+    return {**audience, "people": counts, "requests": _requests(None, sf, audience.get("requests"))}
+
+
+def load_subscribers(audience: dict[str, Any]) -> dict[str, Any]:
+    from mcsf.audience_load import load_subscribers as load
+
+    mapping, window, stage = _context(audience)
+    _, sf = hooks()
+    counts = load(mapping, window, stage, Stage(audience["run_stage"]), audience["people"], audience.get("extract", {}),
+                  sf=None if audience["dry_run"] else sf, reader=sf)
     return {**audience, "load": counts, "requests": _requests(None, sf, audience.get("requests"))}
 
 
@@ -204,6 +212,7 @@ def report(audience: dict[str, Any]) -> dict[str, Any]:
                                           "updated", "unchanged", "deleted", "load_failed")},
         "requests": audience.get("requests", {}),
         "dry_run": audience.get("dry_run", False),
+        "by_object": loaded.get("by_object", {}),
     }
     line = log_summary(f"{mapping_name} ({audience['audience_id']}) [{start}, {end})", counts)
     result = {"audience_id": audience["audience_id"], "name": mapping_name, "window": audience["window"],
@@ -214,7 +223,8 @@ def report(audience: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-STEPS = {"extract": extract, "map": map_, "validate": validate, "load": load, "report": report}
+STEPS = {"extract": extract, "map": map_, "validate": validate, "load_people": load_people,
+         "load_subscribers": load_subscribers, "report": report}
 
 
 def run_step(name: str, audience: dict[str, Any], *, activity: bool = False) -> dict[str, Any]:

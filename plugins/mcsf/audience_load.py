@@ -17,7 +17,7 @@ import pandas as pd
 
 from mcsf import load as writes
 from mcsf import lookup
-from mcsf.leads import LEAD_KEY, LEAD_REF, plan_people
+from mcsf.leads import LEAD_KEY, LEAD_REF, best_match, field_updates, opt_out_updates, plan_people
 from mcsf.mapping import AUDIENCE_REF, SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, diff
 
 if TYPE_CHECKING:
@@ -35,29 +35,21 @@ INTEREST_TYPES = {"Name": "string", "Category_Id__c": "string", "Category__c": "
                   "Subscriber_Count__c": "double"}
 
 
-def load_audience(
-    mapping: AudienceMapping,
-    window: Window,
-    stage: Stage,
-    run_stage: Stage,
-    audience: dict[str, Any],
-    *,
-    sf: McsfSalesforceHook | None,
-    reader: McsfSalesforceHook,
-) -> dict[str, Any]:
-    """Write the audience's changes; ``sf=None`` is a dry run (reads happen, writes are staged).
+def load_people(mapping: AudienceMapping, window: Window, stage: Stage, run_stage: Stage, *,
+                sf: McsfSalesforceHook | None) -> dict[str, Any]:
+    """Phase 1 (every audience finishes it before any starts phase 2): the audience row, Lead
+    creates and Lead/Contact updates. ``sf=None`` is a dry run (writes are staged, not sent).
 
-    :param reader: the hook used for reads (the same hook as ``sf`` unless dry-running)
+    Splitting the load in two makes one run converge: a person unsubscribed from audience A but
+    subscribed in B gets B's new Lead in phase 1, and A's subscriber links to it in phase 2.
     """
     dry = sf is None
     list_id = mapping.audience_id
-    describes = run_stage.read_json("describes")
     meta = stage.read_json("audience")
     valid = stage.read("valid")
     outcomes: dict[str, writes.Outcome] = {}
 
-    # 1. The audience row (children reference it by MC_Audience_Id__c).
-    sf_audience = stage.read("sf_audience")
+    # The audience row first: children reference it by MC_Audience_Id__c.
     stats = meta.get("stats", {})
     desired_audience = pd.DataFrame([{
         "MC_Audience_Id__c": list_id,
@@ -67,72 +59,146 @@ def load_audience(
         "Cleaned_Count__c": str(stats.get("cleaned_count", 0)),
         "Sync_Mode__c": str(mapping.sync_mode),
     }])
-    changed_audience = diff(desired_audience, sf_audience, "MC_Audience_Id__c", AUDIENCE_TYPES)
+    changed_audience = diff(desired_audience, stage.read("sf_audience"), "MC_Audience_Id__c", AUDIENCE_TYPES)
     outcomes["MC_Audience__c"] = writes.write(sf, "MC_Audience__c", changed_audience,
                                               external_id="MC_Audience_Id__c", stage=stage, dry_run=dry)
 
-    # 2. People: match, create, update.
-    sf_types = {obj: {name: d.get("type", "string") for name, d in describes.get(obj, {}).items()}
-                for obj in ("Lead", "Contact")}
-    subscribers_sf = stage.read("sf_subscribers")
-    own = subscribers_sf[SUBSCRIBER_KEY].astype(str).str.startswith(f"{list_id}:") if len(subscribers_sf) else []
-    others = subscribers_sf[~pd.Series(own, index=subscribers_sf.index, dtype=bool)] if len(subscribers_sf) else subscribers_sf
+    sf_types = _sf_types(run_stage)
     people_cols = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
-    plan = plan_people(valid, valid[people_cols], stage.read("sf_contacts"), stage.read("sf_leads"),
-                       others, mapping, sf_types)
-    lead_creates = plan.lead_creates
-    outcomes["Lead (create)"] = writes.write(sf, "Lead", lead_creates, external_id=LEAD_KEY, stage=stage, dry_run=dry,
-                                             reject_key=LEAD_KEY)
-    failed_leads = set(outcomes["Lead (create)"].rejects["key"]) if len(outcomes["Lead (create)"].rejects) else set()
+    plan = plan_people(valid, valid[people_cols], stage.read("sf_contacts"), stage.read("sf_leads"), mapping, sf_types)
+    outcomes["Lead (create)"] = writes.write(sf, "Lead", plan.lead_creates, external_id=LEAD_KEY, stage=stage,
+                                             dry_run=dry, reject_key=LEAD_KEY)
     outcomes["Lead (update)"] = writes.write(sf, "Lead", plan.lead_updates, external_id=None, stage=stage, dry_run=dry)
     outcomes["Contact (update)"] = writes.write(sf, "Contact", plan.contact_updates, external_id=None,
                                                 stage=stage, dry_run=dry)
-
-    # 3. Subscribers, linked to their person; a failed Lead create leaves the subscriber unlinked.
+    failed_leads = set(outcomes["Lead (create)"].rejects["key"]) if outcomes["Lead (create)"].failed else set()
     links = plan.links.copy()
-    if failed_leads:
+    if failed_leads:  # the subscriber still loads, unlinked; the Lead's refusal is a reject
         links.loc[links[LEAD_REF].isin(failed_leads), LEAD_REF] = None
+    stage.write("links", links.reset_index(drop=True))
+    lead_rejects = plan.rejects.assign(object="Lead", key=valid.loc[plan.rejects.index, SUBSCRIBER_KEY],
+                                       step="leads").rename(columns={"_reason": "reason"})[writes.REJECT_COLUMNS]
+    stage.write("rejects_people", pd.concat([lead_rejects, *(o.rejects for o in outcomes.values())], ignore_index=True))
+    counts = writes.summarize(outcomes, {**plan.counts, "leads_created": outcomes["Lead (create)"].created})
+    log.info("SUMMARY load people %s %s: leads created %s, %s contacts and %s leads matched, %s Lead and %s Contact "
+             "updates, %s Lead creates rejected; %s refused by Salesforce%s", mapping.label, window,
+             counts["leads_created"], plan.counts["contacts_linked"], plan.counts["leads_linked"],
+             len(plan.lead_updates), len(plan.contact_updates), len(plan.rejects), counts["load_failed"],
+             " (DRY RUN: nothing written)" if dry else "")
+    return counts
+
+
+def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, run_stage: Stage, people: dict[str, Any],
+                     extract_counts: dict[str, Any], *, sf: McsfSalesforceHook | None,
+                     reader: McsfSalesforceHook) -> dict[str, Any]:
+    """Phase 2: subscribers linked to their person, segments, interests, then the fingerprint.
+
+    :param people: what :func:`load_people` returned for this audience
+    :param reader: the hook used for reads (``sf`` is None on a dry run)
+    """
+    dry = sf is None
+    list_id = mapping.audience_id
+    valid = stage.read("valid")
+    links = stage.read("links")
+    links.index = valid.index
+    links, late_updates = _link_leads_made_elsewhere(reader, mapping, valid, links, _sf_types(run_stage))
+    outcomes: dict[str, writes.Outcome] = {
+        "Lead (update)": writes.write(sf, "Lead", late_updates, external_id=None, stage=stage, dry_run=dry)}
+    subscribers_sf = stage.read("sf_subscribers")
+    opt_outs = opt_out_updates(valid, links, stage.read("sf_contacts"), stage.read("sf_leads"),
+                               _other_audiences(stage, subscribers_sf, list_id), mapping)
+    for object_name, frame in opt_outs.items():
+        outcomes[f"{object_name} (opt-out)"] = writes.write(sf, object_name, frame, external_id=None,
+                                                            stage=stage, dry_run=dry)
     desired = pd.concat([valid[[SUBSCRIBER_KEY, AUDIENCE_REF, *SUBSCRIBER_FIELDS]], links], axis=1)
-    own_rows = subscribers_sf[pd.Series(own, index=subscribers_sf.index, dtype=bool)] if len(subscribers_sf) else subscribers_sf
-    changed = diff(desired, own_rows, SUBSCRIBER_KEY, {**SUBSCRIBER_FIELDS, **LINK_TYPES})
-    changed = changed.drop(columns=[c for c in (LEAD_REF,) if c in changed and changed[c].isna().all()])
+    changed = diff(desired, subscribers_sf[_own(subscribers_sf, list_id)], SUBSCRIBER_KEY,
+                   {**SUBSCRIBER_FIELDS, **LINK_TYPES})
+    if LEAD_REF in changed and changed[LEAD_REF].isna().all():
+        changed = changed.drop(columns=LEAD_REF)
     outcomes[SUBSCRIBER] = writes.write(sf, SUBSCRIBER, changed, external_id=SUBSCRIBER_KEY, stage=stage, dry_run=dry)
     unchanged = len(desired) - len(changed)
 
-    # 4. Segments, their members, interests.
     outcomes.update(_segments(reader, sf, mapping, stage, dry))
-    extract_counts = audience.get("extract", {})
     if extract_counts.get("full") or extract_counts.get("members"):  # counts move only when members do
-        outcomes["MC_Interest__c"] = _interests(reader, sf, mapping, meta, stage, dry)
+        outcomes["MC_Interest__c"] = _interests(reader, sf, mapping, stage.read_json("audience"), stage, dry)
 
-    # 5. Fingerprint last: a full load that failed part-way is retried in full next time.
-    if not any(o.failed for o in outcomes.values()) and extract_counts.get("full"):
+    # The fingerprint last: a full load that failed part-way is retried in full next time.
+    if extract_counts.get("full") and not any(o.failed for o in outcomes.values()) and not people.get("load_failed"):
         stamp = pd.DataFrame([{"MC_Audience_Id__c": list_id, "Mapping_Fingerprint__c": extract_counts["fingerprint"],
                                "Last_Synced_At__c": window.end.isoformat()}])
         writes.write(sf, "MC_Audience__c", stamp, external_id="MC_Audience_Id__c", stage=stage, dry_run=dry)
 
-    rejects = pd.concat([o.rejects for o in outcomes.values() if len(o.rejects)]
-                        + [plan.rejects.assign(object="Lead", key=valid.loc[plan.rejects.index, SUBSCRIBER_KEY],
-                                               step="leads").rename(columns={"_reason": "reason"})[
-                            ["object", "key", "step", "reason"]]],
-                        ignore_index=True) if len(plan.rejects) or any(len(o.rejects) for o in outcomes.values()) \
-        else pd.DataFrame(columns=writes.REJECT_COLUMNS)
+    rejects = pd.concat([stage.read("rejects_people"), *(o.rejects for o in outcomes.values())], ignore_index=True)
     stage.write("rejects_load", rejects)
     reasons = Counter(_reason_head(r) for r in rejects["reason"]) if len(rejects) else Counter()
-    counts = writes.summarize(outcomes, {
-        **plan.counts,
-        "leads_created": outcomes["Lead (create)"].created,
+    mine = writes.summarize(outcomes)
+    counts = {
+        **people,
+        "created": people["created"] + mine["created"],
+        "updated": people["updated"] + mine["updated"],
+        "load_failed": people["load_failed"] + mine["load_failed"],
+        "by_object": {**people.get("by_object", {}), **mine["by_object"]},
         "unchanged": unchanged,
         "subscribers_written": len(changed),
+        "contacts_linked": int(links["Contact__c"].notna().sum()),
+        "leads_linked": int((links["Lead__c"].notna() | links[LEAD_REF].notna()).sum()),
         "reject_reasons": dict(reasons),
         "dry_run": dry,
-    })
-    log.info("SUMMARY load %s %s: subscribers %s written (%s created), %s unchanged; leads created %s, "
-             "%s contacts and %s leads linked, %s Lead and %s Contact updates; %s refused by Salesforce%s",
-             mapping.label, window, len(changed), outcomes[SUBSCRIBER].created, unchanged, counts["leads_created"],
-             plan.counts["contacts_linked"], plan.counts["leads_linked"], len(plan.lead_updates),
-             len(plan.contact_updates), counts["load_failed"], " (DRY RUN: nothing written)" if dry else "")
+    }
+    log.info("SUMMARY load subscribers %s %s: %s written (%s created), %s unchanged; %s linked to Contacts, "
+             "%s to Leads; %s refused by Salesforce%s", mapping.label, window, len(changed),
+             outcomes[SUBSCRIBER].created, unchanged, counts["contacts_linked"], counts["leads_linked"],
+             mine["load_failed"], " (DRY RUN: nothing written)" if dry else "")
     return counts
+
+
+def _sf_types(run_stage: Stage) -> dict[str, dict[str, str]]:
+    """``{"Lead": {field: type}, "Contact": {...}}`` from the describes preflight staged."""
+    describes = run_stage.read_json("describes")
+    return {obj: {name: d.get("type", "string") for name, d in describes.get(obj, {}).items()}
+            for obj in ("Lead", "Contact")}
+
+
+def _own(subscribers: pd.DataFrame, list_id: str) -> pd.Series:
+    """Which Salesforce subscriber rows belong to this audience (the rest are other audiences')."""
+    if subscribers.empty:
+        return pd.Series(False, index=subscribers.index, dtype=bool)
+    return subscribers[SUBSCRIBER_KEY].astype(str).str.startswith(f"{list_id}:")
+
+
+def _other_audiences(stage: Stage, subscribers_sf: pd.DataFrame, list_id: str) -> pd.DataFrame:
+    """Statuses of the same emails in other audiences: Salesforce's, overlaid with this run's."""
+    columns = [SUBSCRIBER_KEY, "Email__c", "Status__c"]
+    known = subscribers_sf[~_own(subscribers_sf, list_id)] if len(subscribers_sf) else subscribers_sf
+    frames = [known.reindex(columns=columns)] + [s.read("valid").reindex(columns=columns) for s in stage.siblings()]
+    merged = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
+        else pd.DataFrame(columns=columns)
+    return merged.drop_duplicates(SUBSCRIBER_KEY, keep="last")
+
+
+def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapping, valid: pd.DataFrame,
+                               links: pd.DataFrame, sf_types: dict[str, dict[str, str]]
+                               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Link unlinked subscribers to Leads another audience created in phase 1 of this run, and
+    plan this audience's field updates for them (as if they had been matched in phase 1).
+
+    Returns the links and the Lead updates.
+    """
+    loose = links["Lead__c"].isna() & links["Contact__c"].isna() & links[LEAD_REF].isna()
+    if not loose.any():
+        return links, pd.DataFrame(columns=["Id"])
+    found = lookup.fetch_by_values(reader, "Lead", ["Email", "LastModifiedDate", "HasOptedOutOfEmail",
+                                                    *mapping.lead_fields().values()],
+                                   LEAD_KEY, valid.loc[loose, "_email_norm"].tolist())
+    if found.empty:
+        return links, pd.DataFrame(columns=["Id"])
+    best = best_match(found)
+    ids = valid.loc[loose, "_email_norm"].map(best.set_index("_email_norm")["Id"])
+    linked = links.copy()
+    linked.loc[loose, "Lead__c"] = ids
+    hit = ids.dropna().index
+    people = valid.loc[hit, [c for c in valid.columns if c.startswith("Lead.")]]
+    return linked, field_updates(valid.loc[hit], people, ids[hit], best, "Lead", mapping, sf_types)
 
 
 def _reason_head(reason: str) -> str:

@@ -72,7 +72,6 @@ def plan_people(
     people: pd.DataFrame,
     contacts: pd.DataFrame,
     leads: pd.DataFrame,
-    other_subscribers: pd.DataFrame,
     mapping: AudienceMapping,
     sf_types: dict[str, dict[str, str]],
 ) -> LeadPlan:
@@ -84,7 +83,6 @@ def plan_people(
     :param contacts: existing Contacts with ``Id, Email, LastModifiedDate, HasOptedOutOfEmail`` and
         the mapped Contact fields
     :param leads: existing Leads, likewise (plus ``MC_Email_Key__c``)
-    :param other_subscribers: ``Email__c, Status__c`` of the email's subscriber rows in other audiences
     :param sf_types: ``{"Lead": {field: type}, "Contact": {...}}`` for canonical comparison
     """
     contact_match = best_match(contacts).set_index("_email_norm")
@@ -105,11 +103,10 @@ def plan_people(
     created_ok = wants_lead & ~subscribers.index.isin(rejects.index)
     links.loc[created_ok, LEAD_REF] = email[created_ok]
 
-    opt_out = _opt_outs(subscribers, other_subscribers, mapping)
-    contact_updates = _updates(subscribers[has_contact], people[has_contact], contact_ids[has_contact],
-                               contact_match, "Contact", mapping, sf_types, opt_out[has_contact])
-    lead_updates = _updates(subscribers[has_lead], people[has_lead], lead_ids[has_lead],
-                            lead_match, "Lead", mapping, sf_types, opt_out[has_lead])
+    contact_updates = field_updates(subscribers[has_contact], people[has_contact], contact_ids[has_contact],
+                               contact_match, "Contact", mapping, sf_types)
+    lead_updates = field_updates(subscribers[has_lead], people[has_lead], lead_ids[has_lead],
+                            lead_match, "Lead", mapping, sf_types)
     counts = {
         "contacts_linked": int(has_contact.sum()),
         "leads_linked": int(has_lead.sum()),
@@ -149,7 +146,29 @@ def _lead_creates(subs: pd.DataFrame, people: pd.DataFrame, mapping: AudienceMap
     return good.reset_index(drop=True), rejects
 
 
-def _opt_outs(subs: pd.DataFrame, others: pd.DataFrame, mapping: AudienceMapping) -> pd.Series:
+def opt_out_updates(subscribers: pd.DataFrame, links: pd.DataFrame, contacts: pd.DataFrame, leads: pd.DataFrame,
+                    others: pd.DataFrame, mapping: AudienceMapping) -> dict[str, pd.DataFrame]:
+    """``HasOptedOutOfEmail`` updates for linked records, by the audience's ``opt_out_policy``.
+
+    Decided after every audience of the run has been read (phase 2 of the load), so
+    ``all_audiences`` sees the other audiences' statuses of this very run, not last run's.
+
+    :param links: ``Lead__c``/``Contact__c`` per subscriber (same index)
+    :param others: ``Email__c, Status__c`` of the email's subscriber rows in other audiences
+    :param contacts: linked Contacts' current ``Id, HasOptedOutOfEmail`` (Leads likewise)
+    """
+    out = _opted_out(subscribers, others, mapping)
+    updates = {}
+    for object_name, column, current in (("Contact", "Contact__c", contacts), ("Lead", "Lead__c", leads)):
+        ids = links.loc[out & links[column].notna(), column].drop_duplicates()
+        already = set(current.loc[current["HasOptedOutOfEmail"].map(
+            lambda v: loose_canonical(v, "boolean") == "true"), "Id"]) if len(current) else set()
+        ids = ids[~ids.isin(already)]
+        updates[object_name] = pd.DataFrame({"Id": ids.tolist(), "HasOptedOutOfEmail": "true"})
+    return updates
+
+
+def _opted_out(subs: pd.DataFrame, others: pd.DataFrame, mapping: AudienceMapping) -> pd.Series:
     policy = str(mapping.opt_out_policy)
     gone_here = subs["Status__c"].isin(GONE_STATUSES - {"archived"})
     if policy == "never":
@@ -161,9 +180,8 @@ def _opt_outs(subs: pd.DataFrame, others: pd.DataFrame, mapping: AudienceMapping
     return gone_here & ~subs["_email_norm"].isin(set(still_in))
 
 
-def _updates(subs: pd.DataFrame, people: pd.DataFrame, ids: pd.Series, current: pd.DataFrame,
-             object_name: str, mapping: AudienceMapping, sf_types: dict[str, dict[str, str]],
-             opt_out: pd.Series) -> pd.DataFrame:
+def field_updates(subs: pd.DataFrame, people: pd.DataFrame, ids: pd.Series, current: pd.DataFrame,
+             object_name: str, mapping: AudienceMapping, sf_types: dict[str, dict[str, str]]) -> pd.DataFrame:
     """Changed fields of matched records, one row per record Id (latest-changed subscriber wins)."""
     if subs.empty:
         return pd.DataFrame(columns=["Id"])
@@ -190,8 +208,6 @@ def _updates(subs: pd.DataFrame, people: pd.DataFrame, ids: pd.Series, current: 
             if old == want or (str(overwrite) == "if_blank" and old is not None):
                 continue
             change[field_name] = want
-        if opt_out[idx] and loose_canonical(have.get("HasOptedOutOfEmail"), "boolean") != "true":
-            change["HasOptedOutOfEmail"] = "true"
         if change:
             rows.append({"Id": record_id, **change})
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["Id"])

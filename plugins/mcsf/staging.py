@@ -103,6 +103,12 @@ class Stage:
         with source.open("rb") as handle:
             return pq.read_table(handle).to_pandas()
 
+    def siblings(self) -> list[Stage]:
+        """The other audiences' stages of the same run and window."""
+        parent = self.path.parent
+        return [Stage(str(p)) for p in parent.iterdir() if p.is_dir() and str(p) != str(self.path)
+                and not p.name.startswith("_")] if parent.exists() else []
+
     def write_chunks(self, name: str, frames: Iterable[pd.DataFrame], columns: list[str]) -> int:
         """Stream frames of text ``columns`` into one Parquet file; returns the rows written.
 

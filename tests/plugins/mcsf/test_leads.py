@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mcsf.config import AudienceMapping
-from mcsf.leads import LEAD_REF, best_match, plan_people
+from mcsf.leads import LEAD_REF, best_match, opt_out_updates, plan_people
 
 TYPES = {"Lead": {"FirstName": "string", "LastName": "string", "Phone": "phone"},
          "Contact": {"FirstName": "string", "LastName": "string", "Phone": "phone"}}
@@ -54,7 +54,7 @@ ADA = {"FirstName": "Ada", "LastName": "Lovelace", "Phone": "123"}
 def test_contact_beats_lead_and_case_is_ignored():
     s, p = subs(("ADA@example.com ", "subscribed", ADA))
     plan = plan_people(s, p, records(("003C", "ada@EXAMPLE.com", "2026-01-01T00:00:00.000Z", {})),
-                       records(("00QL", "ada@example.com", "2026-11-01T00:00:00.000Z", {})), NO_OTHERS, mapping(), TYPES)
+                       records(("00QL", "ada@example.com", "2026-11-01T00:00:00.000Z", {})), mapping(), TYPES)
     assert plan.links.loc[0, "Contact__c"] == "003C"
     assert pd.isna(plan.links.loc[0, "Lead__c"])
     assert plan.lead_creates.empty
@@ -70,13 +70,13 @@ def test_most_recently_modified_wins_a_tie():
                                                   ("cleaned", 0), ("archived", 0), ("transactional", 0)])
 def test_only_prospects_become_leads(status, creates):
     s, p = subs(("new@x.io", status, ADA))
-    plan = plan_people(s, p, NONE, NONE, NO_OTHERS, mapping(), TYPES)
+    plan = plan_people(s, p, NONE, NONE, mapping(), TYPES)
     assert len(plan.lead_creates) == creates
 
 
 def test_new_lead_gets_defaults_source_and_key_and_link():
     s, p = subs(("New@X.io", "subscribed", {"FirstName": "N", "LastName": "Ew"}))
-    plan = plan_people(s, p, NONE, NONE, NO_OTHERS, mapping(), TYPES)
+    plan = plan_people(s, p, NONE, NONE, mapping(), TYPES)
     lead = plan.lead_creates.iloc[0]
     assert (lead["MC_Email_Key__c"], lead["Company"], lead["LeadSource"], lead["Email"]) == \
         ("new@x.io", "[not provided]", "Mailchimp", "New@X.io")
@@ -85,7 +85,7 @@ def test_new_lead_gets_defaults_source_and_key_and_link():
 
 def test_one_lead_per_email_even_when_it_appears_twice():
     s, p = subs(("dup@x.io", "subscribed", ADA), (" DUP@x.io", "subscribed", {**ADA, "FirstName": "Later"}))
-    plan = plan_people(s, p, NONE, NONE, NO_OTHERS, mapping(), TYPES)
+    plan = plan_people(s, p, NONE, NONE, mapping(), TYPES)
     assert len(plan.lead_creates) == 1
     assert plan.lead_creates.iloc[0]["FirstName"] == "Later"  # latest-changed row wins
     assert plan.links[LEAD_REF].tolist() == ["dup@x.io", "dup@x.io"]
@@ -93,7 +93,7 @@ def test_one_lead_per_email_even_when_it_appears_twice():
 
 def test_missing_last_name_is_rejected_with_the_fix():
     s, p = subs(("nolast@x.io", "subscribed", {"FirstName": "N", "LastName": None}))
-    plan = plan_people(s, p, NONE, NONE, NO_OTHERS, mapping(), TYPES)
+    plan = plan_people(s, p, NONE, NONE, mapping(), TYPES)
     assert plan.lead_creates.empty
     assert "LastName" in plan.rejects.loc[0, "_reason"] and "leads.defaults" in plan.rejects.loc[0, "_reason"]
     assert pd.isna(plan.links.loc[0, LEAD_REF])
@@ -101,7 +101,7 @@ def test_missing_last_name_is_rejected_with_the_fix():
 
 def test_leads_not_created_when_the_audience_does_not_allow_it():
     s, p = subs(("new@x.io", "subscribed", ADA))
-    plan = plan_people(s, p, NONE, NONE, NO_OTHERS, mapping(leads={"create": False}), TYPES)
+    plan = plan_people(s, p, NONE, NONE, mapping(leads={"create": False}), TYPES)
     assert plan.lead_creates.empty and plan.rejects.empty
 
 
@@ -109,21 +109,21 @@ def test_overwrite_policies_and_blank_never_clears():
     s, p = subs(("c@x.io", "subscribed", {"FirstName": "New", "LastName": None, "Phone": "999"}))
     contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z",
                        {"FirstName": "Old", "LastName": "Kept", "Phone": "111"}))
-    plan = plan_people(s, p, contact, NONE, NO_OTHERS, mapping(), TYPES)
+    plan = plan_people(s, p, contact, NONE, mapping(), TYPES)
     assert plan.contact_updates.to_dict("records") == [{"Id": "003C", "FirstName": "New"}]
 
 
 def test_if_blank_fills_an_empty_field():
     s, p = subs(("c@x.io", "subscribed", {"FirstName": "Old", "Phone": "999"}))
     contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", {"FirstName": "Old", "Phone": None}))
-    plan = plan_people(s, p, contact, NONE, NO_OTHERS, mapping(), TYPES)
+    plan = plan_people(s, p, contact, NONE, mapping(), TYPES)
     assert plan.contact_updates.to_dict("records") == [{"Id": "003C", "Phone": "999"}]
 
 
 def test_nothing_changed_means_no_update():
     s, p = subs(("c@x.io", "subscribed", ADA))
     contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", dict(ADA)))
-    plan = plan_people(s, p, contact, NONE, NO_OTHERS, mapping(), TYPES)
+    plan = plan_people(s, p, contact, NONE, mapping(), TYPES)
     assert plan.contact_updates.empty
 
 
@@ -133,9 +133,18 @@ def test_nothing_changed_means_no_update():
      ("all_audiences", "unsubscribed", True), ("never", "unsubscribed", False)],
 )
 def test_opt_out_policy(policy, other_status, opted_out):
-    s, p = subs(("c@x.io", "unsubscribed", ADA))
+    s, _ = subs(("c@x.io", "unsubscribed", ADA))
     contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", dict(ADA)))
+    links = pd.DataFrame({"Lead__c": [None], "Contact__c": ["003C"]}, index=s.index)
     others = pd.DataFrame([{"Email__c": "C@x.io", "Status__c": other_status}])
-    plan = plan_people(s, p, contact, NONE, others, mapping(opt_out_policy=policy), TYPES)
-    got = not plan.contact_updates.empty and plan.contact_updates.iloc[0].get("HasOptedOutOfEmail") == "true"
-    assert got is opted_out
+    updates = opt_out_updates(s, links, contact, NONE, others, mapping(opt_out_policy=policy))
+    assert (updates["Contact"]["Id"].tolist() == ["003C"]) is opted_out
+    assert updates["Lead"].empty
+
+
+def test_opt_out_is_not_sent_twice():
+    s, _ = subs(("c@x.io", "unsubscribed", ADA))
+    contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", {"HasOptedOutOfEmail": True}))
+    links = pd.DataFrame({"Lead__c": [None], "Contact__c": ["003C"]}, index=s.index)
+    updates = opt_out_updates(s, links, contact, NONE, NO_OTHERS, mapping(opt_out_policy="any_audience"))
+    assert updates["Contact"].empty
