@@ -213,6 +213,7 @@ def report(audience: dict[str, Any]) -> dict[str, Any]:
         "requests": audience.get("requests", {}),
         "dry_run": audience.get("dry_run", False),
         "by_object": loaded.get("by_object", {}),
+        "validate_rejected": validated.get("rejected", 0),
     }
     line = log_summary(f"{mapping_name} ({audience['audience_id']}) [{start}, {end})", counts)
     result = {"audience_id": audience["audience_id"], "name": mapping_name, "window": audience["window"],

@@ -10,6 +10,8 @@ Rules (documented in the README, tested in tests/plugins/mcsf/test_leads.py):
   prospects). One Lead per email whatever the batch holds: the create is an upsert on
   ``Lead.MC_Email_Key__c`` (the matching form of the email), so a retry or a second audience
   holding the same person updates that Lead instead of creating another.
+  The new Lead's ``Email`` is that matching form too (trimmed, lower-case), so backfilled
+  intervals give the same Lead whatever order they run in.
   Required fields come from mapped values, then ``leads.defaults``; a Lead still missing
   ``LastName`` or ``Company`` is rejected with the reason.
 - **Updating.** Mapped fields flow Mailchimp -> Salesforce when their direction says so;
@@ -124,7 +126,9 @@ def _lead_creates(subs: pd.DataFrame, people: pd.DataFrame, mapping: AudienceMap
         return pd.DataFrame(columns=[LEAD_KEY]), pd.DataFrame(columns=["_reason"])
     lead_cols = [c for c in people.columns if c.startswith("Lead.")]
     frame = people[lead_cols].rename(columns=lambda c: c.removeprefix("Lead."))
-    frame["Email"] = subs["Email__c"]
+    # The matching form, not the member's spelling: which audience creates the Lead first must
+    # not decide its Email (backfills run in any order).
+    frame["Email"] = subs["_email_norm"]
     frame[LEAD_KEY] = subs["_email_norm"]
     for name, value in mapping.leads.defaults.items():
         frame[name] = frame[name].where(frame[name].notna(), value) if name in frame else value

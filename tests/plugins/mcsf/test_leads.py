@@ -79,7 +79,7 @@ def test_new_lead_gets_defaults_source_and_key_and_link():
     plan = plan_people(s, p, NONE, NONE, mapping(), TYPES)
     lead = plan.lead_creates.iloc[0]
     assert (lead["MC_Email_Key__c"], lead["Company"], lead["LeadSource"], lead["Email"]) == \
-        ("new@x.io", "[not provided]", "Mailchimp", "New@X.io")
+        ("new@x.io", "[not provided]", "Mailchimp", "new@x.io")
     assert plan.links.loc[0, LEAD_REF] == "new@x.io"
 
 

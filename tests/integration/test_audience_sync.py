@@ -1,0 +1,198 @@
+"""The hourly audience sync end to end on the sandbox: idempotence, backfill order, full resync,
+newly mapped fields, hostile values. Steps run in-process in DAG order (devtools.runner);
+tests/integration/test_airflow_dags.py runs the same DAGs through real Airflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.integration.conftest import SMALL, Env, mapping_yaml
+
+
+def anchor() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour(offset: int) -> tuple[datetime, datetime]:
+    start = anchor() + timedelta(hours=offset)
+    return start, start + timedelta(hours=1)
+
+
+def totals(reports, key):
+    return sum(r.get(key, 0) for r in reports)
+
+
+def change_members(env: Env, list_id: str, changes: list[dict]) -> None:
+    env.mc_private("POST", f"/lists/{list_id}/members?skip_merge_validation=true", {"members": changes})
+
+
+def member_emails(env: Env, list_id: str, n: int) -> list[str]:
+    members = env.mailchimp().lists.get_list_members_info(list_id, count=n, status="subscribed")["members"]
+    return [m["email_address"] for m in members]
+
+
+@pytest.fixture(scope="module")
+def loaded(env):
+    """The first run of any audience is a full load (nothing of it is in Salesforce yet)."""
+    reports = env.run(*hour(-1))
+    return reports
+
+
+def test_first_run_loads_every_member(env, loaded):
+    assert {r["audience_id"] for r in loaded} == set(env.lists)
+    with env.active():
+        sf = env.salesforce()
+        for report in loaded:
+            total = env.mailchimp().lists.get_list_members_info(report["audience_id"], count=1)["total_items"]
+            in_sf = sf.query_frame("SELECT MC_Subscriber_Key__c FROM MC_Subscriber__c WHERE "
+                                   f"MC_Subscriber_Key__c LIKE '{report['audience_id']}:%'")
+            assert report["extracted"] == total
+            assert len(in_sf) == total - report["validate_rejected"]
+            assert report["load_failed"] == 0
+
+
+def test_same_interval_twice_changes_nothing(env, loaded):
+    before = env.state()
+    modstamps = env.state({"MC_Subscriber__c": ("MC_Subscriber_Key__c", ["SystemModstamp"]),
+                           "Lead": ("Id", ["SystemModstamp"]), "Contact": ("Id", ["SystemModstamp"])})
+    again = env.run(*hour(-1))
+    assert totals(again, "created") == 0 and totals(again, "updated") == 0
+    assert env.state() == before
+    assert env.state({"MC_Subscriber__c": ("MC_Subscriber_Key__c", ["SystemModstamp"]),
+                      "Lead": ("Id", ["SystemModstamp"]), "Contact": ("Id", ["SystemModstamp"])}) == modstamps
+
+
+def test_nothing_changed_costs_few_requests(env, loaded):
+    reports = env.run(*hour(40))  # a window far ahead: no member changed in it
+    for report in reports:
+        assert report["extracted"] == 0
+        assert sum(report["requests"].values()) <= 4, report["requests"]
+
+
+def test_dry_run_writes_nothing_but_counts(env, loaded):
+    list_id = env.lists[0]
+    start, end = hour(20)
+    email = member_emails(env, list_id, 1)[0]
+    change_members(env, list_id, [{"email_address": email, "merge_fields": {"FNAME": "Dry"},
+                                   "last_changed": (start + timedelta(minutes=5)).isoformat()}])
+    before = env.state()
+    reports = env.run(start, end, dry_run=True)
+    assert env.state() == before
+    assert totals(reports, "updated") >= 1 and all(r["dry_run"] for r in reports)
+    env.run(start, end)  # leave the change applied for the later tests
+
+
+def assert_same_state(got: dict, want: dict) -> None:
+    """Equal states; on a difference, show the differing rows of each object (a few)."""
+    problems = []
+    for obj in sorted(set(got) | set(want)):
+        extra, missing = set(got.get(obj, [])) - set(want.get(obj, [])), set(want.get(obj, [])) - set(got.get(obj, []))
+        if extra or missing:
+            problems.append(f"{obj}: only in got {sorted(extra)[:3]}; only in want {sorted(missing)[:3]}")
+    assert not problems, "\n".join(problems)
+
+
+def apply_history(env: Env) -> list[tuple[datetime, datetime]]:
+    """Changes spread over three hours ahead of the anchor (same on every sandbox of seed 11)."""
+    windows = [hour(1), hour(2), hour(3)]
+    list_a, list_b = env.lists
+    a = member_emails(env, list_a, 6)
+    b = member_emails(env, list_b, 4)
+    at = [(w[0] + timedelta(minutes=10)).isoformat() for w in windows]
+    change_members(env, list_a, [{"email_address": a[0], "merge_fields": {"FNAME": "Changed", "PHONE": "+47 1"},
+                                  "last_changed": at[0]},
+                                 {"email_address": a[1], "status": "unsubscribed", "last_changed": at[0]},
+                                 {"email_address": "new.person+1@example.org", "status": "subscribed",
+                                  "merge_fields": {"FNAME": "New", "LNAME": "Person"}, "last_changed": at[1]},
+                                 {"email_address": a[2], "merge_fields": {"LNAME": "O'Brien \\ \"Q\""},
+                                  "last_changed": at[2]}])
+    change_members(env, list_b, [{"email_address": b[0], "status": "unsubscribed", "last_changed": at[1]},
+                                 {"email_address": "NEW.PERSON+1@example.org ", "status": "subscribed",
+                                  "merge_fields": {"FNAME": "New", "LNAME": "Person"}, "last_changed": at[2]}])
+    return windows
+
+
+def test_backfill_in_any_order_gives_the_same_end_state(env, loaded, tmp_path):
+    windows = apply_history(env)
+    for window in windows:
+        env.run(*window)
+    in_order = env.state()
+    other = Env(tmp_path, *SMALL)
+    try:
+        other.run(*hour(-1))
+        apply_history(other)
+        for window in reversed(windows):
+            other.run(*window)
+        assert_same_state(other.state(), in_order)
+    finally:
+        other.close()
+    with env.active():
+        leads = env.salesforce().query_frame(
+            "SELECT Id, LeadSource FROM Lead WHERE Email = 'new.person+1@example.org'")
+    assert len(leads) == 1 and leads["LeadSource"][0] == "Mailchimp"  # one Lead for two audiences
+
+
+def test_full_resync_matches_the_hourly_history(env, loaded):
+    before = env.state()
+    reports = env.run(*hour(3), full_resync=True)
+    assert totals(reports, "created") == 0 and totals(reports, "updated") == 0
+    assert env.state() == before
+
+
+def test_a_newly_mapped_field_is_filled_for_existing_subscribers(env, loaded):
+    list_id = env.lists[0]
+    env.write_mapping(list_id, mapping_yaml(list_id, extra_fields="""  - merge_tag: COMPANY
+    contact_field: Title
+    overwrite: always
+"""))
+    try:
+        reports = env.run(*hour(30))  # no member changed in this window: the mapping change alone
+        mine = next(r for r in reports if r["audience_id"] == list_id)
+        assert mine["updated"] > 0
+        with env.active():
+            sf = env.salesforce()
+            titled = sf.query_frame("SELECT Id FROM Contact WHERE Title != null")
+        assert len(titled) > 0
+        assert totals(env.run(*hour(30)), "updated") == 0
+    finally:
+        env.write_mapping(list_id, mapping_yaml(list_id))
+
+
+@pytest.mark.parametrize(
+    ("merge", "email", "expect"),
+    [
+        ({"FNAME": "Ann", "LNAME": "Lee"}, "not-an-email", "invalid email address"),
+        ({"FNAME": "F" * 60, "LNAME": "Lee"}, "long.first@example.org", "longer than Lead.FirstName allows (40)"),
+        ({"FNAME": "Ann", "LNAME": ""}, "no.last@example.org", "no value for LastName"),
+    ],
+)
+def test_bad_rows_are_rejected_with_a_reason(env, loaded, merge, email, expect):
+    list_id = env.lists[1]
+    start, end = hour(50)
+    change_members(env, list_id, [{"email_address": email, "status": "subscribed", "merge_fields": merge,
+                                   "last_changed": (start + timedelta(minutes=1)).isoformat()}])
+    reports = env.run(start, end, audiences=[list_id])
+    assert any(expect in reason for reason in reports[0]["reject_reasons"]), reports[0]["reject_reasons"]
+    assert "@" not in reports[0]["summary"]  # no email in the log line
+    env.mc_private("POST", f"/lists/{list_id}/members?skip_merge_validation=true",
+                   {"members": [{"email_address": email, "status": "archived",
+                                 "last_changed": (start - timedelta(days=30)).isoformat()}]})
+
+
+def test_hostile_values_land_byte_exact(env, loaded):
+    list_id = env.lists[1]
+    start, end = hour(60)
+    hostile = "=cmd|' /C calc'!A0, \"quoted\" \\ back\nnew line — Ω 🚀"
+    change_members(env, list_id, [{"email_address": "hostile@example.org", "status": "subscribed",
+                                   "merge_fields": {"FNAME": "Zoë", "LNAME": hostile},
+                                   "last_changed": (start + timedelta(minutes=1)).isoformat()}])
+    env.run(start, end, audiences=[list_id])
+    with env.active():
+        sf = env.salesforce()
+        lead = sf.query_frame("SELECT LastName, FirstName FROM Lead WHERE Email = 'hostile@example.org'")
+        sub = sf.query_frame("SELECT Last_Name__c FROM MC_Subscriber__c WHERE Email__c = 'hostile@example.org'")
+    assert lead["LastName"].tolist() == [hostile.strip()]
+    assert lead["FirstName"].tolist() == ["Zoë"]
+    assert sub["Last_Name__c"].tolist() == [hostile.strip()]
