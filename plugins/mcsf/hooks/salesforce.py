@@ -1,0 +1,729 @@
+"""Salesforce hook for mcsf, built on the provider's ``SalesforceHook`` (simple-salesforce underneath).
+
+It adds what a sync needs on top of the provider: the OAuth 2.0 client-credentials login on a My
+Domain URL, a CA bundle for every request, transient-failure retries and request counting at the
+transport, streaming SOQL, Bulk 2.0 queries, and frame writes that pick sObject Collections or
+Bulk 2.0 by which needs fewer requests, with per-row results.
+
+Frame conventions for writes: columns are field names; ``Rel__r.Ext_Id__c`` columns reference a
+parent by external id; a None/NaN cell leaves the field unchanged; :data:`CLEAR` sets it to null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
+from simple_salesforce.util import exception_handler
+
+from mcsf.hooks._http import RetryingSession
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import pandas as pd
+    import requests
+
+    from mcsf.hooks._http import RequestCounter
+
+CLEAR = "#N/A"  # a cell value meaning "set this field to null" (Bulk 2.0's own convention)
+COMPOSITE_BATCH = 200  # sObject Collections take at most 200 records per request
+BULK_JOB_REQUESTS = 6  # create, upload, close, poll, successfulResults, failedResults
+BULK_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+TRANSIENT_ROW_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE"})
+Operation = Literal["insert", "update", "upsert", "delete"]
+Via = Literal["auto", "composite", "bulk"]
+
+_API_PREFIX = re.compile(r"^/services/data/v[\d.]+")
+_ENDPOINTS = [
+    (re.compile(r"/composite/sobjects/[^/]+/[^/]+"), "/composite/sobjects/{obj}/{field}"),
+    (re.compile(r"/sobjects/[^/]+/describe/?"), "/sobjects/{obj}/describe"),
+    (re.compile(r"/sobjects/[^/]+/[^/]+/[^/]+"), "/sobjects/{obj}/{field}/{value}"),
+    (re.compile(r"/sobjects/[^/]+/[^/]+"), "/sobjects/{obj}/{id}"),
+    (re.compile(r"/sobjects/[^/]+/?"), "/sobjects/{obj}"),
+    (re.compile(r"/jobs/(ingest|query)/[^/]+/([^/]+)"), r"/jobs/\1/{id}/\2"),
+    (re.compile(r"/jobs/(ingest|query)/[^/]+"), r"/jobs/\1/{id}"),
+    (re.compile(r"/(query|queryAll)/[^/]+"), r"/\1/{locator}"),
+]
+
+
+def endpoint_key(method: str, url: str) -> str:
+    """``"PUT /jobs/ingest/{id}/batches"`` for ``PUT …/services/data/v59.0/jobs/ingest/750…/batches``."""
+    path = _API_PREFIX.sub("", urlsplit(url).path).rstrip("/") or "/"
+    for pattern, template in _ENDPOINTS:
+        if pattern.fullmatch(path):
+            path = pattern.sub(template, path)
+            break
+    return f"{method} {path}"
+
+
+def _replay_safe(method: str, url: str) -> bool:
+    """Everything but a POST is idempotent here; of the POSTs, a repeated login or job creation
+    is harmless (an extra job stays empty), a repeated insert is not."""
+    return method != "POST" or endpoint_key(method, url) in {
+        "POST /services/oauth2/token",
+        "POST /jobs/ingest",
+        "POST /jobs/query",
+    }
+
+
+class SalesforceBulkJobError(SalesforceError):
+    """A Bulk 2.0 job ended Failed or Aborted, or did not finish in time."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class WriteResult:
+    """Per-row outcome of a write.
+
+    ``successes``: ``sf__Id``, ``sf__Created`` (bool) + the original columns;
+    ``failures``: ``sf__Id``, ``sf__Error`` (``"CODE:message"``) + the original columns; both keep
+    the input frame's index. ``requests``: HTTP requests the write used, retries included.
+    """
+
+    successes: pd.DataFrame
+    failures: pd.DataFrame
+    requests: int
+
+
+class McsfSalesforceHook(SalesforceHook):
+    """The provider's Salesforce hook plus client-credentials login, retries, counting and writes.
+
+    Connection extras on top of the provider's: ``instance_url`` + ``consumer_key`` +
+    ``consumer_secret`` without a username select the OAuth 2.0 client-credentials flow on
+    ``{instance_url}/services/oauth2/token``; ``ca_bundle`` is a CA file path trusted for every
+    request. Any other setup is handed to the provider's login.
+
+    :param salesforce_conn_id: the Airflow connection id
+    :param session_id: an access token to use as is (with ``instance_url`` in the connection)
+    """
+
+    hook_name = "Salesforce (mcsf)"
+    job_timeout_seconds = 3600.0
+    row_retry_backoff_seconds = 0.5  # before re-submitting rows that met a lock; doubles, at most 5 s
+
+    def __init__(
+        self, salesforce_conn_id: str = SalesforceHook.default_conn_name, session_id: str | None = None
+    ):
+        super().__init__(salesforce_conn_id=salesforce_conn_id, session_id=session_id)
+        self.session: RetryingSession = RetryingSession(self.log, endpoint_key, _replay_safe)
+        self._describes: dict[str, dict[str, Any]] = {}
+
+    @property
+    def requests_used(self) -> RequestCounter:
+        """HTTP requests made, by normalized endpoint (e.g. ``"PATCH /composite/sobjects/{obj}/{field}"``)."""
+        return self.session.requests_used
+
+    @property
+    def retries(self) -> RequestCounter:
+        """Transient failures retried, by status code or ``"connection: …"``."""
+        return self.session.retries
+
+    # -- login ----------------------------------------------------------------------------------
+
+    @cached_property
+    def conn(self) -> Salesforce:
+        """A logged-in simple-salesforce client on this hook's counting, retrying session."""
+        connection = self.get_connection(self.conn_id)
+        extras = connection.extra_dejson
+        ca_bundle = self._get_field(extras, "ca_bundle")
+        if ca_bundle:
+            self.session.verify = ca_bundle
+        instance_url = self._get_field(extras, "instance_url")
+        key, secret = self._get_field(extras, "consumer_key"), self._get_field(extras, "consumer_secret")
+        if instance_url and key and secret and not connection.login and not self.session_id:
+            return self._client_credentials_login(instance_url, key, secret, extras)
+        return SalesforceHook.conn.func(self)  # type: ignore[attr-defined]
+
+    def _client_credentials_login(
+        self, instance_url: str, consumer_key: str, consumer_secret: str, extras: dict[str, Any]
+    ) -> Salesforce:
+        from simple_salesforce import api
+
+        token_url = f"{instance_url.rstrip('/')}/services/oauth2/token"
+        response = self.session.post(
+            token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": consumer_key,
+                "client_secret": consumer_secret,
+            },
+            headers={"Accept": "application/json"},
+        )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {"error": response.status_code, "error_description": response.text[:200]}
+        if response.status_code != 200 or "access_token" not in body:
+            raise SalesforceAuthenticationFailed(
+                body.get("error", response.status_code),
+                f"client-credentials login at {token_url} failed: {body.get('error_description', '')}",
+            )
+        self.log.info(
+            "Logged in to %s with the client-credentials flow", body.get("instance_url") or instance_url
+        )
+        return Salesforce(
+            instance_url=body.get("instance_url") or instance_url,
+            session_id=body["access_token"],
+            session=self.session,
+            version=self._get_field(extras, "version") or api.DEFAULT_API_VERSION,
+        )
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One call on the client's session; re-authenticates once on 401; typed errors on >= 300.
+
+        :param url: relative to the REST base (``"query/"``), instance-absolute
+            (``"/services/data/…"``) or absolute
+        """
+        headers = kwargs.pop("headers", {})
+        for attempt in (1, 2):
+            sf = self.conn
+            if url.startswith("/"):
+                full = f"https://{sf.sf_instance}{url}"
+            elif "://" in url:
+                full = url
+            else:
+                full = sf.base_url + url
+            response = sf.session.request(method, full, headers={**sf.headers, **headers}, **kwargs)
+            if response.status_code == 401 and attempt == 1 and not self.session_id:
+                self.log.warning("Salesforce session expired or invalid; logging in again")
+                self.__dict__.pop("conn", None)
+                continue
+            if response.status_code >= 300:
+                exception_handler(response, name=endpoint_key(method, full))
+            return response
+        raise AssertionError("unreachable")
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def describe(self, object_name: str) -> dict[str, Any]:
+        """The object's describe, fetched once per hook.
+
+        :param object_name: e.g. ``"Lead"``
+        """
+        if object_name not in self._describes:
+            self._describes[object_name] = self._request("GET", f"sobjects/{object_name}/describe/").json()
+        return self._describes[object_name]
+
+    def field_map(self, object_name: str) -> dict[str, dict[str, Any]]:
+        """Field name -> field describe.
+
+        :param object_name: e.g. ``"Lead"``
+        """
+        return {f["name"]: f for f in self.describe(object_name)["fields"]}
+
+    def query_iter(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """Stream the records of a SOQL query, page by page (``nextRecordsUrl``), without ``attributes``.
+
+        :param soql: the query
+        :param include_deleted: use queryAll (deleted and archived records too)
+        """
+        page = self._request("GET", "queryAll/" if include_deleted else "query/", params={"q": soql}).json()
+        while True:
+            for record in page["records"]:
+                yield _strip_attributes(record)
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            page = self._request("GET", page["nextRecordsUrl"]).json()
+
+    def query_frame(self, soql: str) -> pd.DataFrame:
+        """A SOQL query's records as a frame; parent fields flattened to ``Rel__r.Field__c`` columns.
+
+        :param soql: the query
+        """
+        import pandas as pd
+
+        rows = [_flatten(record) for record in self.query_iter(soql)]
+        selected = _select_list(soql)
+        seen: dict[str, str] = {}
+        for row in rows:
+            for key in row:
+                seen.setdefault(key.lower(), key)
+        if not rows:
+            columns = selected
+        elif selected and all(c.lower() in seen for c in selected):
+            columns = [seen[c.lower()] for c in selected]
+        else:  # aggregates, aliases: take what came back, minus empty parents of flattened fields
+            columns = [k for k in seen.values() if not any(o.startswith(k + ".") for o in seen.values())]
+        return pd.DataFrame(rows, columns=columns)
+
+    def bulk_query_frame(self, soql: str, *, include_deleted: bool = False) -> pd.DataFrame:
+        """Run a Bulk 2.0 query job and read all its result pages; every column has string dtype.
+
+        Cheaper than :meth:`query_frame` for big reads (one result page holds many more rows).
+        Empty values come back as <NA> (the CSV cannot tell empty from null).
+
+        :param soql: the query
+        :param include_deleted: run a queryAll job
+        """
+        import pandas as pd
+
+        job = self._request(
+            "POST",
+            "jobs/query",
+            json={
+                "operation": "queryAll" if include_deleted else "query",
+                "query": soql,
+                "contentType": "CSV",
+                "columnDelimiter": "COMMA",
+                "lineEnding": "LF",
+            },
+        ).json()
+        self._wait_for_job("query", job["id"])
+        frames, locator = [], ""
+        while True:
+            response = self._request(
+                "GET",
+                f"jobs/query/{job['id']}/results",
+                params={"locator": locator} if locator else None,
+                headers={"Accept": "text/csv"},
+            )
+            if response.content.strip():
+                frames.append(
+                    pd.read_csv(
+                        io.BytesIO(response.content), dtype="string", keep_default_na=False, na_values=[""]
+                    )
+                )
+            locator = response.headers.get("Sforce-Locator") or ""
+            if locator in ("", "null"):
+                break
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype="string") for c in _select_list(soql)})
+        return pd.concat(frames, ignore_index=True)
+
+    def _wait_for_job(self, kind: str, job_id: str) -> dict[str, Any]:
+        """Poll a Bulk 2.0 job until it completes: 0.5 s first, then 1.5 times longer, at most 5 s."""
+        deadline = time.monotonic() + self.job_timeout_seconds
+        delay = 0.5
+        while True:
+            time.sleep(delay)
+            info = self._request("GET", f"jobs/{kind}/{job_id}").json()
+            state = info.get("state")
+            if state == "JobComplete":
+                return info
+            if state in ("Failed", "Aborted"):
+                raise SalesforceBulkJobError(
+                    f"Bulk 2.0 {kind} job {job_id} ended {state}: {info.get('errorMessage') or 'no message'}"
+                )
+            if time.monotonic() > deadline:
+                self._abort_job(kind, job_id)
+                raise SalesforceBulkJobError(
+                    f"Bulk 2.0 {kind} job {job_id} still {state} after {self.job_timeout_seconds:.0f} s"
+                )
+            delay = min(delay * 1.5, 5.0)
+
+    def _abort_job(self, kind: str, job_id: str) -> None:
+        try:
+            self._request("PATCH", f"jobs/{kind}/{job_id}", json={"state": "Aborted"})
+        except SalesforceError as err:
+            self.log.warning("Could not abort Bulk 2.0 %s job %s: %s", kind, job_id, err)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        object_name: str,
+        external_id_field: str,
+        frame: pd.DataFrame,
+        *,
+        row_retries: int = 3,
+        via: Via = "auto",
+    ) -> WriteResult:
+        """Insert or update rows matched on an external id.
+
+        :param object_name: e.g. ``"MC_Subscriber__c"``
+        :param external_id_field: the external id field, a column of ``frame``
+        :param frame: one row per record (see the module docstring for conventions)
+        :param row_retries: re-submissions of rows that failed with a transient row error
+        :param via: ``"auto"`` (fewest requests), ``"composite"`` or ``"bulk"``
+        """
+        if external_id_field not in frame.columns:
+            raise ValueError(f"upsert of {object_name}: the frame has no column {external_id_field!r}")
+        return self._write("upsert", object_name, frame, external_id_field, row_retries, via)
+
+    def update(
+        self, object_name: str, frame_with_Id: pd.DataFrame, *, row_retries: int = 3, via: Via = "auto"
+    ) -> WriteResult:
+        """Update rows by ``Id``.
+
+        :param object_name: e.g. ``"Lead"``
+        :param frame_with_Id: one row per record, with an ``Id`` column
+        :param row_retries: re-submissions of rows that failed with a transient row error
+        :param via: ``"auto"``, ``"composite"`` or ``"bulk"``
+        """
+        if "Id" not in frame_with_Id.columns:
+            raise ValueError(f"update of {object_name}: the frame has no Id column")
+        return self._write("update", object_name, frame_with_Id, None, row_retries, via)
+
+    def insert(
+        self, object_name: str, frame: pd.DataFrame, *, row_retries: int = 3, via: Via = "auto"
+    ) -> WriteResult:
+        """Create one record per row. Prefer :meth:`upsert`: a re-run of an insert duplicates.
+
+        :param object_name: e.g. ``"Lead"``
+        :param frame: one row per record
+        :param row_retries: re-submissions of rows that failed with a transient row error
+        :param via: ``"auto"``, ``"composite"`` or ``"bulk"``
+        """
+        return self._write("insert", object_name, frame, None, row_retries, via)
+
+    def delete(
+        self, object_name: str, ids: list[str], *, row_retries: int = 3, via: Via = "auto"
+    ) -> WriteResult:
+        """Delete records by Id (to the recycle bin).
+
+        :param object_name: e.g. ``"MC_Activity__c"``
+        :param ids: record ids
+        :param row_retries: re-submissions of rows that failed with a transient row error
+        :param via: ``"auto"``, ``"composite"`` or ``"bulk"``
+        """
+        import pandas as pd
+
+        return self._write("delete", object_name, pd.DataFrame({"Id": list(ids)}), None, row_retries, via)
+
+    def _write(
+        self,
+        operation: Operation,
+        object_name: str,
+        frame: pd.DataFrame,
+        external_id_field: str | None,
+        row_retries: int,
+        via: Via,
+    ) -> WriteResult:
+        requests_before = self.requests_used.total()
+        n = len(frame)
+        ids: list[str | None] = [None] * n
+        created = [False] * n
+        errors: list[str | None] = [None] * n
+        todo, retried, used_bulk = list(range(n)), 0, False
+        for round_ in range(row_retries + 1):
+            if not todo:
+                break
+            part = frame.iloc[todo]
+            use_bulk = via == "bulk" or (
+                via == "auto" and math.ceil(len(part) / COMPOSITE_BATCH) > BULK_JOB_REQUESTS
+            )
+            used_bulk |= use_bulk
+            write = self._bulk_write if use_bulk else self._composite_write
+            again = []
+            for pos, (record_id, was_created, error) in zip(
+                todo, write(operation, object_name, part, external_id_field), strict=True
+            ):
+                ids[pos], created[pos], errors[pos] = record_id, was_created, error
+                if error and round_ < row_retries and _error_code(error) in TRANSIENT_ROW_ERRORS:
+                    again.append(pos)
+            if again:
+                retried += len(again)
+                self.log.warning(
+                    "%s %s: %s rows failed with a transient error (row lock); re-submitting",
+                    operation,
+                    object_name,
+                    len(again),
+                )
+                time.sleep(min(self.row_retry_backoff_seconds * 2**round_, 5.0))
+            todo = again
+        result = _result_frames(frame, ids, created, errors, self.requests_used.total() - requests_before)
+        self.log.info(
+            "%s %s%s: %s rows via %s; %s succeeded (%s created), %s failed; %s rows re-submitted after "
+            "transient errors; %s requests",
+            operation.capitalize(),
+            object_name,
+            f" on {external_id_field}" if external_id_field else "",
+            n,
+            "Bulk 2.0" if used_bulk else "sObject Collections",
+            len(result.successes),
+            int(result.successes["sf__Created"].sum()) if n else 0,
+            len(result.failures),
+            retried,
+            result.requests,
+        )
+        return result
+
+    def _composite_write(
+        self, operation: Operation, object_name: str, part: pd.DataFrame, external_id_field: str | None
+    ) -> list[tuple[str | None, bool, str | None]]:
+        """sObject Collections, 200 rows per request, ``allOrNone=false``; results come in row order."""
+        outcomes: list[tuple[str | None, bool, str | None]] = []
+        for start in range(0, len(part), COMPOSITE_BATCH):
+            chunk = part.iloc[start : start + COMPOSITE_BATCH]
+            if operation == "delete":
+                response = self._request(
+                    "DELETE",
+                    "composite/sobjects",
+                    params={"ids": ",".join(chunk["Id"].astype(str)), "allOrNone": "false"},
+                )
+            else:
+                body = {
+                    "allOrNone": False,
+                    "records": [
+                        {"attributes": {"type": object_name}, **_json_record(row)}
+                        for row in chunk.to_dict("records")
+                    ],
+                }
+                if operation == "upsert":
+                    response = self._request(
+                        "PATCH", f"composite/sobjects/{object_name}/{external_id_field}", json=body
+                    )
+                else:
+                    response = self._request(
+                        "POST" if operation == "insert" else "PATCH", "composite/sobjects", json=body
+                    )
+            results = response.json()
+            if len(results) != len(chunk):  # Salesforce answers one result per record, in order
+                raise RuntimeError(
+                    f"{operation} {object_name}: {len(results)} results for {len(chunk)} records"
+                )
+            for item in results:
+                if item.get("success"):
+                    was_created = bool(item.get("created", operation == "insert"))
+                    outcomes.append((item.get("id"), was_created, None))
+                else:
+                    outcomes.append((item.get("id"), False, _format_errors(item.get("errors") or [])))
+        return outcomes
+
+    def _bulk_write(
+        self, operation: Operation, object_name: str, part: pd.DataFrame, external_id_field: str | None
+    ) -> list[tuple[str | None, bool, str | None]]:
+        """Bulk 2.0 ingest: one job per <= 100 MB of CSV; results matched back to rows by content."""
+        header = ["Id"] if operation == "delete" else [str(c) for c in part.columns]
+        writer = _CsvLines()
+        head_text = writer.line(header)
+        outcomes: list[tuple[str | None, bool, str | None]] = []
+        lines: list[str] = []
+        size = len(head_text.encode())
+        columns = [part[c].tolist() for c in header]  # tolist() unboxes numpy scalars once per column
+        for row in zip(*columns, strict=True):
+            line = writer.line([_csv_cell(v) for v in row])
+            if lines and size + len(line.encode()) > BULK_MAX_UPLOAD_BYTES:
+                outcomes += self._bulk_job(
+                    operation, object_name, external_id_field, header, head_text, lines
+                )
+                lines, size = [], len(head_text.encode())
+            lines.append(line)
+            size += len(line.encode())
+        if lines:
+            outcomes += self._bulk_job(operation, object_name, external_id_field, header, head_text, lines)
+        return outcomes
+
+    def _bulk_job(
+        self,
+        operation: Operation,
+        object_name: str,
+        external_id_field: str | None,
+        header: list[str],
+        head_text: str,
+        lines: list[str],
+    ) -> list[tuple[str | None, bool, str | None]]:
+        spec: dict[str, Any] = {
+            "object": object_name,
+            "operation": operation,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        }
+        if external_id_field:
+            spec["externalIdFieldName"] = external_id_field
+        job_id = self._request("POST", "jobs/ingest", json=spec).json()["id"]
+        try:
+            self._request(
+                "PUT",
+                f"jobs/ingest/{job_id}/batches",
+                data=(head_text + "".join(lines)).encode(),
+                headers={"Content-Type": "text/csv; charset=UTF-8"},
+            )
+            self._request("PATCH", f"jobs/ingest/{job_id}", json={"state": "UploadComplete"})
+            info = self._wait_for_job("ingest", job_id)
+        except BaseException:
+            self._abort_job("ingest", job_id)
+            raise
+        # Result order is not guaranteed: find each row again by the values it was sent with,
+        # written back into a CSV line the same way.
+        waiting: dict[str, list[int]] = {}
+        for pos, line in enumerate(lines):
+            waiting.setdefault(line, []).append(pos)
+        outcomes: list[tuple[str | None, bool, str | None]] = [
+            (None, False, "UNPROCESSED:the row is missing from the job's results")
+        ] * len(lines)
+        failed = int(info.get("numberRecordsFailed") or 0)
+        succeeded = int(info.get("numberRecordsProcessed") or 0) - failed
+        writer, unmatched = _CsvLines(), 0
+        for kind, count in (("successfulResults", succeeded), ("failedResults", failed)):
+            if count <= 0:
+                continue
+            text = self._request("GET", f"jobs/ingest/{job_id}/{kind}", headers={"Accept": "text/csv"}).text
+            reader = csv.reader(io.StringIO(text))
+            names = next(reader, [])
+            at = {name: i for i, name in enumerate(names)}
+            for record in reader:
+                positions = waiting.get(writer.line([record[at[c]] if c in at else "" for c in header]))
+                if not positions:
+                    unmatched += 1
+                    continue
+                first, second = record[0] or None, record[1]
+                if kind == "successfulResults":
+                    outcomes[positions.pop(0)] = (first, second == "true", None)
+                else:
+                    outcomes[positions.pop(0)] = (first, False, second or "UNKNOWN:")
+        if unmatched:
+            self.log.warning("Bulk 2.0 job %s: %s result rows matched no submitted row", job_id, unmatched)
+        return outcomes
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in and describe Account."""
+        try:
+            fields = self.field_map("Account")
+        except Exception as err:
+            return False, f"{type(err).__name__}: {err}"
+        sf = self.conn
+        return True, f"Connected to {sf.sf_instance} (API {sf.sf_version}); Account has {len(fields)} fields"
+
+
+def _strip_attributes(value: Any) -> Any:
+    """Drop the ``attributes`` entries, at every depth (parent records, sub-queries)."""
+    if isinstance(value, dict):
+        return {k: _strip_attributes(v) for k, v in value.items() if k != "attributes"}
+    if isinstance(value, list):
+        return [_strip_attributes(v) for v in value]
+    return value
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and "records" not in value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+_SELECT = re.compile(r"^\s*select\s+(.*?)\s+from\s", re.IGNORECASE | re.DOTALL)
+
+
+def _select_list(soql: str) -> list[str]:
+    """The plain field names of a SOQL select list (empty when it has sub-queries)."""
+    match = _SELECT.match(soql)
+    if not match or "(" in match.group(1):
+        return []
+    return [f.strip() for f in match.group(1).split(",") if f.strip()]
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NA or NaT: the cell leaves the field unchanged."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return value != value  # NaN
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON/CSV-ready value: numpy scalars unboxed, datetimes in ISO 8601 (naive ones taken as UTC)."""
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.isoformat(timespec="milliseconds") + "Z"
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if type(value).__name__ == "datetime64":
+        import pandas as pd
+
+        return _plain(pd.Timestamp(value).to_pydatetime())
+    if hasattr(value, "item"):  # a numpy scalar
+        return _plain(value.item())
+    return value
+
+
+def _json_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A frame row as a composite record: missing cells left out, CLEAR as null, ``A__r.B`` nested."""
+    record: dict[str, Any] = {}
+    for column, value in row.items():
+        if _missing(value):
+            continue
+        relation, dot, field_name = str(column).partition(".")
+        if value == CLEAR:
+            # A reference cannot be nulled through the parent's external id: null the lookup field.
+            if dot:
+                relation = relation[:-3] + "__c" if relation.endswith("__r") else relation + "Id"
+            record[relation] = None
+        elif dot:
+            record.setdefault(relation, {})[field_name] = _plain(value)
+        else:
+            record[relation] = _plain(value)
+    return record
+
+
+def _csv_cell(value: Any) -> str:
+    """A cell for Bulk 2.0: missing is empty (unchanged), CLEAR stays ``#N/A`` (null)."""
+    if _missing(value):
+        return ""
+    value = _plain(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class _CsvLines:
+    """Writes one CSV line at a time: QUOTE_ALL, LF, as the Bulk 2.0 jobs here declare."""
+
+    def __init__(self) -> None:
+        self._out: list[str] = []
+        self._writer = csv.writer(self, quoting=csv.QUOTE_ALL, lineterminator="\n")
+
+    def write(self, text: str) -> None:
+        self._out.append(text)
+
+    def line(self, cells: list[str]) -> str:
+        self._writer.writerow(cells)
+        text = "".join(self._out)
+        self._out.clear()
+        return text
+
+
+def _format_errors(errors: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{e.get('statusCode', 'UNKNOWN')}:{e.get('message', '')}" for e in errors) or "UNKNOWN:"
+
+
+def _error_code(error: str) -> str:
+    return error.split(":", 1)[0].strip()
+
+
+def _result_frames(
+    frame: pd.DataFrame,
+    ids: list[str | None],
+    created: list[bool],
+    errors: list[str | None],
+    requests_used: int,
+) -> WriteResult:
+    ok = [i for i, e in enumerate(errors) if e is None]
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    successes = frame.iloc[ok].copy()
+    successes.insert(0, "sf__Created", [created[i] for i in ok])
+    successes.insert(0, "sf__Id", [ids[i] for i in ok])
+    failures = frame.iloc[bad].copy()
+    failures.insert(0, "sf__Error", [errors[i] for i in bad])
+    failures.insert(0, "sf__Id", [ids[i] for i in bad])
+    return WriteResult(successes=successes, failures=failures, requests=requests_used)

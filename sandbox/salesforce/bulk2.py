@@ -1,0 +1,280 @@
+"""Bulk API 2.0 jobs: the ingest and query job engine (routes live in :mod:`bulk2_routes`).
+
+Uploads are streamed to files under ``<state>/bulk/<jobId>/``; after ``UploadComplete`` a worker
+thread parses the CSV in chunks of 10,000 rows, writes each chunk in one transaction through
+the shared DML engine, and appends to the result CSVs. Query jobs write one result CSV plus the
+byte offset of every record, so any ``locator``/``maxRecords`` page is a single seek.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+import queue
+import random
+import shutil
+import threading
+import time
+from array import array
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from sandbox.salesforce import ids
+from sandbox.salesforce.query import compile_soql
+from sandbox.salesforce.rowparse import HeaderError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sandbox.salesforce.app import Org
+
+DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
+INGEST_OPS = ("insert", "update", "upsert", "delete", "hardDelete")
+CHUNK = 10_000
+TERMINAL = ("JobComplete", "Failed", "Aborted")
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # ingest | query
+    operation: str
+    object: str
+    version: str
+    created: str
+    state: str = "Open"
+    modstamp: str = ""
+    external_id: str | None = None
+    delimiter: str = "COMMA"
+    line_ending: str = "LF"
+    query: str | None = None
+    uploads: int = 0
+    processed: int = 0
+    failed: int = 0
+    processing_ms: int = 0
+    error_message: str | None = None
+    created_by: str = ""
+    abort_requested: bool = field(default=False, repr=False)
+
+    @property
+    def eol(self) -> str:
+        return "\r\n" if self.line_ending == "CRLF" else "\n"
+
+    def info(self, full: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id, "operation": self.operation, "object": self.object, "createdById": self.created_by,
+            "createdDate": self.created, "systemModstamp": self.modstamp or self.created, "state": self.state,
+            "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(self.version),
+            "lineEnding": self.line_ending, "columnDelimiter": self.delimiter,
+        }
+        if self.kind == "ingest":
+            out["externalIdFieldName"] = self.external_id
+            out["contentUrl"] = f"services/data/v{self.version}/jobs/ingest/{self.id}/batches"
+        if full:
+            out.update({"jobType": "V2Ingest" if self.kind == "ingest" else "V2Query",
+                        "numberRecordsProcessed": self.processed, "retries": 0,
+                        "totalProcessingTime": self.processing_ms, "apiActiveProcessingTime": self.processing_ms,
+                        "apexProcessingTime": 0})
+            if self.kind == "ingest":
+                out["numberRecordsFailed"] = self.failed
+            if self.error_message:
+                out["errorMessage"] = self.error_message
+        return out
+
+
+def error_text(errors: list[dict[str, Any]]) -> str:
+    """Bulk's ``sf__Error`` form: ``CODE:message:field,field --``."""
+    return ";".join(f"{e['statusCode']}:{e['message']}:" + (f"{','.join(e['fields'])} --" if e["fields"] else "--")
+                    for e in errors)
+
+
+def quote_row(values: list[str], delimiter: str, eol: str) -> str:
+    return delimiter.join('"' + v.replace('"', '""') + '"' for v in values) + eol
+
+
+def encode_locator(n: int) -> str:
+    return base64.b64encode(str(n).encode()).decode().rstrip("=")
+
+
+def decode_locator(text: str) -> int:
+    return int(base64.b64decode(text + "=" * (-len(text) % 4)).decode())
+
+
+class Jobs:
+    def __init__(self, org: Org, state_dir: Path) -> None:
+        self.org = org
+        self.root = state_dir / "bulk"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._queues = {"ingest": queue.Queue(), "query": queue.Queue()}  # type: ignore[var-annotated]
+        for (info,) in org.store.conn().execute("SELECT info FROM _sf_jobs ORDER BY id"):
+            job = Job(**json.loads(info))
+            if job.state in ("UploadComplete", "InProgress"):
+                job.state, job.error_message = "Failed", "The sandbox restarted while this job was running"
+            self._jobs[job.id] = job
+        for kind, q in self._queues.items():
+            threading.Thread(target=self._work, args=(q,), name=f"sf-bulk-{kind}", daemon=True).start()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def dir(self, job: Job) -> Path:
+        return self.root / job.id
+
+    def save(self, job: Job) -> None:
+        job.modstamp = self.org.store.now()[:-1] + "+0000"
+        data = {k: v for k, v in asdict(job).items() if k != "abort_requested"}
+        with self.org.store.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO _sf_jobs VALUES (?, ?, ?)", (job.id, job.kind, json.dumps(data)))
+
+    def create(self, kind: str, version: str, **fields: Any) -> Job:
+        with self._lock:
+            n = int(self.org.store.kv_get("job_counter") or 0) + 1
+            self.org.store.kv_set("job_counter", str(n))
+        job = Job(id=ids.encode("750", n), kind=kind, version=version,
+                  created=self.org.store.now()[:-1] + "+0000", created_by=self.org.store.user_id, **fields)
+        self.dir(job).mkdir(parents=True, exist_ok=True)
+        self._jobs[job.id] = job
+        self.save(job)
+        return job
+
+    def get(self, job_id: str, kind: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        return job if job is not None and job.kind == kind else None
+
+    def all(self, kind: str) -> list[Job]:
+        return [j for j in self._jobs.values() if j.kind == kind]
+
+    def delete(self, job: Job) -> None:
+        self._jobs.pop(job.id, None)
+        with self.org.store.transaction() as c:
+            c.execute("DELETE FROM _sf_jobs WHERE id = ?", (job.id,))
+        shutil.rmtree(self.dir(job), ignore_errors=True)
+
+    def start(self, job: Job) -> None:
+        job.state = "UploadComplete"
+        self.save(job)
+        self._queues[job.kind].put(job.id)
+
+    def abort(self, job: Job) -> None:
+        if job.state in ("Open", "UploadComplete"):
+            job.state = "Aborted"
+        job.abort_requested = True
+        self.save(job)
+
+    # -- worker ------------------------------------------------------------------------------
+    def _work(self, q: queue.Queue) -> None:  # type: ignore[type-arg]
+        while True:
+            job = self._jobs.get(q.get())
+            if job is None or job.state != "UploadComplete":
+                continue
+            job.state = "InProgress"
+            self.save(job)
+            started = time.monotonic()
+            try:
+                (self._ingest if job.kind == "ingest" else self._query)(job)
+                if job.state == "InProgress":
+                    job.state = "JobComplete"
+            except HeaderError as e:
+                job.state, job.error_message = "Failed", str(e)
+            except csv.Error as e:
+                job.state, job.error_message = "Failed", f"InvalidBatch : Failed to parse CSV: {e}"
+            except Exception as e:  # a bug in the sandbox must not kill the worker thread
+                job.state, job.error_message = "Failed", f"InternalServerError : {type(e).__name__}: {e}"
+            job.processing_ms = int((time.monotonic() - started) * 1000)
+            self.save(job)
+
+    def _ingest(self, job: Job) -> None:
+        org = self.org
+        obj = org.schema.get(job.object)
+        ext = obj.field(job.external_id) if job.external_id else None
+        delim, eol = DELIMITERS[job.delimiter], job.eol
+        rate = org.controls.rate("lock")
+        rng = random.Random(f"{org.controls.seed}:{job.id}")
+        lock = (lambda: rng.random() < rate) if rate > 0 else None
+        d = self.dir(job)
+        opts = {"delimiter": delim, "quoting": csv.QUOTE_ALL, "lineterminator": eol}
+        with open(d / "success.csv", "w", newline="", encoding="utf-8") as ok_f, \
+                open(d / "failed.csv", "w", newline="", encoding="utf-8") as bad_f, \
+                open(d / "unprocessed.csv", "w", newline="", encoding="utf-8") as rest_f:
+            ok_w, bad_w, rest_w = (csv.writer(f, **opts) for f in (ok_f, bad_f, rest_f))  # type: ignore[arg-type]
+            header_done = False
+            for n in range(job.uploads):
+                with open(d / f"upload-{n}.csv", newline="", encoding="utf-8-sig") as fh:
+                    reader = csv.reader(fh, delimiter=delim, strict=True)
+                    header = next(reader, None)
+                    if header is None:
+                        continue
+                    cols = org.parser.csv_columns(obj, header, job.operation)
+                    if not header_done:
+                        plain = csv.writer(ok_f, delimiter=delim, lineterminator=eol)
+                        ok_f.write(f'"sf__Id"{delim}"sf__Created"{delim}')
+                        plain.writerow(header)
+                        bad_f.write(f'"sf__Id"{delim}"sf__Error"{delim}')
+                        csv.writer(bad_f, delimiter=delim, lineterminator=eol).writerow(header)
+                        csv.writer(rest_f, delimiter=delim, lineterminator=eol).writerow(header)
+                        header_done = True
+                    while chunk := list(islice(reader, CHUNK)):
+                        if job.abort_requested:
+                            rest_w.writerows(chunk)
+                            continue
+                        rows = [cols.row(rec) for rec in chunk]
+                        with org.store.transaction() as c:
+                            results = org.writer.apply(c, obj, job.operation, rows, ext, lock)
+                        failed = 0
+                        for rec, res in zip(chunk, results, strict=True):
+                            if res.errors:
+                                failed += 1
+                                bad_w.writerow([res.id or "", error_text(res.errors), *rec])
+                            else:
+                                ok_w.writerow([res.id, "true" if res.created else "false", *rec])
+                        job.processed += len(chunk)
+                        job.failed += failed
+        org.limits.spend("DailyBulkApiBatches", max(1, math.ceil(job.processed / CHUNK)))
+        if job.abort_requested:
+            job.state = "Aborted"
+
+    def _query(self, job: Job) -> None:
+        plan = compile_soql(self.org.schema, job.query or "", job.operation == "queryAll")
+        delim, eol = DELIMITERS[job.delimiter], job.eol
+        conn = self.org.store.conn()
+        offsets = array("Q")
+        d = self.dir(job)
+        with open(d / "results.csv", "wb") as out:
+            head = quote_row(plan.header, delim, eol).encode()
+            out.write(head)
+            pos, position, after = len(head), 0, 0
+            while rows := plan.page(conn, CHUNK, position, after):
+                if job.abort_requested:
+                    job.state = "Aborted"
+                    return
+                parts = []
+                for r in rows:
+                    b = quote_row(plan.csv_row(r), delim, eol).encode()
+                    offsets.append(pos)
+                    pos += len(b)
+                    parts.append(b)
+                out.write(b"".join(parts))
+                position += len(rows)
+                after = rows[-1][0]
+            offsets.append(pos)
+        with open(d / "offsets.bin", "wb") as fh:
+            offsets.tofile(fh)
+        (d / "header.bin").write_bytes(head)
+        job.processed = position
+
+    def results_page(self, job: Job, locator: str | None, max_records: int | None) -> tuple[bytes, str, int]:
+        """``(csv bytes, next locator or "null", number of records)`` of a finished query job."""
+        d = self.dir(job)
+        offsets = array("Q")
+        with open(d / "offsets.bin", "rb") as fh:
+            offsets.frombytes(fh.read())
+        total = len(offsets) - 1
+        start = decode_locator(locator) if locator else 0
+        end = total if max_records is None else min(total, start + max_records)
+        with open(d / "results.csv", "rb") as fh:
+            fh.seek(offsets[start])
+            body = fh.read(offsets[end] - offsets[start])
+        return (d / "header.bin").read_bytes() + body, encode_locator(end) if end < total else "null", end - start

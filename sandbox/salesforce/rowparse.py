@@ -1,0 +1,210 @@
+"""Turn API input (a JSON record, a Bulk CSV row) into :class:`dml.RowIn`.
+
+Both paths share the field coercers of :mod:`values`; they differ where Salesforce differs:
+JSON ``null`` clears a field, while in Bulk CSV an empty cell means "leave as is" (null on insert)
+and ``#N/A`` clears it. Relationship references name the parent by an external id: JSON
+``"Audience__r": {"MC_Audience_Id__c": "x"}``, CSV header ``Audience__r.MC_Audience_Id__c``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sandbox.salesforce.dml import RowIn, err
+from sandbox.salesforce.values import FieldError, TypeMismatch, coercer, csv_mismatch, json_mismatch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sandbox.salesforce.schema import FieldDef, ObjectDef, Schema
+
+NOT_WRITABLE = ("Unable to create/update fields: {}. Please check the security settings of this field and "
+                "verify that it is read/write for your profile or permission set.")
+
+
+class HeaderError(ValueError):
+    """A CSV header Salesforce refuses for the whole job (``InvalidBatch : ...``)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    index: int
+    kind: str  # field | id | ref
+    field: FieldDef | None
+    coerce: Callable[[Any], Any] | None
+    parent: ObjectDef | None = None
+    parent_field: FieldDef | None = None
+    error: dict[str, Any] | None = None
+    maxlen: int | None = None  # plain text: only the length needs checking (the bulk fast path)
+
+
+PLAIN_TEXT = ("string", "phone", "url", "textarea")
+
+
+class Parser:
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self._coercers: dict[tuple[str, str], Callable[[Any], Any]] = {}
+
+    def coercer(self, obj: ObjectDef, f: FieldDef) -> Callable[[Any], Any]:
+        key = (obj.name, f.name)
+        fn = self._coercers.get(key)
+        if fn is None:
+            fn = self._coercers[key] = coercer(f, self.schema)
+        return fn
+
+    def _parent(self, obj: ObjectDef, rel_name: str, key_name: str) -> tuple[FieldDef, ObjectDef, FieldDef] | str:
+        lookup = obj.relationship(rel_name)
+        if lookup is None:
+            return f"No such column '{rel_name}' on sobject of type {obj.name}"
+        parent = self.schema.get(lookup.reference_to[0]) if lookup.reference_to else None
+        pf = parent.field(key_name) if parent is not None else None
+        if parent is None or pf is None:
+            return f"No such column '{key_name}' on sobject of type {lookup.reference_to[0]}"
+        if not (pf.external_id or pf.name == "Id"):
+            return f"Field {pf.name} on {parent.name} is not an external id field"
+        return lookup, parent, pf
+
+    def _writable(self, f: FieldDef, op: str) -> bool:
+        return f.createable if op == "insert" else f.updateable if op == "update" else f.createable or f.updateable
+
+    # -- JSON --------------------------------------------------------------------------------
+    def json_row(self, obj: ObjectDef, record: dict[str, Any], op: str) -> RowIn:
+        """One JSON sObject (``attributes`` ignored) for ``op`` in insert|update|upsert."""
+        row = RowIn()
+        for key, raw in record.items():
+            if key == "attributes":
+                continue
+            f = obj.field(key)
+            if f is None:
+                if isinstance(raw, dict) and obj.relationship(key) is not None:
+                    self._json_ref(obj, key, raw, row)
+                else:
+                    row.errors.append(err("INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}",
+                                          [key]))
+                continue
+            if f.name == "Id":
+                if op == "insert":
+                    row.errors.append(err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
+                row.id = raw if isinstance(raw, str) else None
+                continue
+            if not self._writable(f, op):
+                row.errors.append(err("INVALID_FIELD_FOR_INSERT_UPDATE", NOT_WRITABLE.format(f.name), [f.name]))
+                continue
+            if raw is None:
+                row.values[f.name] = None
+                continue
+            try:
+                row.values[f.name] = self.coercer(obj, f)(raw)
+            except FieldError as e:
+                row.errors.append(e.as_dict())
+            except TypeMismatch as e:
+                row.errors.append(json_mismatch(e).as_dict())
+        return row
+
+    def _json_ref(self, obj: ObjectDef, key: str, raw: dict[str, Any], row: RowIn) -> None:
+        keys = [k for k in raw if k != "attributes"]
+        if len(keys) != 1:
+            row.errors.append(err("INVALID_FIELD", f"The foreign key reference {key} must name exactly one "
+                                  "external id field", [key]))
+            return
+        found = self._parent(obj, key, keys[0])
+        if isinstance(found, str):
+            row.errors.append(err("INVALID_FIELD", found, [key]))
+            return
+        lookup, parent, pf = found
+        value = raw[keys[0]]
+        try:
+            coerced = None if value is None else self.coercer(parent, pf)(value)
+        except (FieldError, TypeMismatch):
+            coerced = value  # cannot match anything; reported as "not found" with the raw value
+        row.refs.append((lookup, parent, pf, coerced))
+
+    # -- CSV ---------------------------------------------------------------------------------
+    def csv_columns(self, obj: ObjectDef, header: list[str], op: str) -> CsvPlan:
+        """Plan the columns of a Bulk CSV header once per job; HeaderError for unknown names."""
+        cols: list[Column] = []
+        for i, name in enumerate(header):
+            if "." in name:
+                rel, _, key = name.partition(".")
+                found = self._parent(obj, rel, key)
+                if isinstance(found, str):
+                    raise HeaderError(f"InvalidBatch : Field name not found : {name}")
+                lookup, parent, pf = found
+                cols.append(Column(i, "ref", lookup, self.coercer(parent, pf), parent, pf))
+                continue
+            f = obj.field(name)
+            if f is None:
+                raise HeaderError(f"InvalidBatch : Field name not found : {name}")
+            if f.name == "Id":
+                cols.append(Column(i, "id", f, None))
+            elif op in ("delete", "hardDelete"):
+                raise HeaderError(f"InvalidBatch : The '{op}' batch must contain only 'Id'")
+            elif not self._writable(f, op):
+                cols.append(Column(i, "field", f, None,
+                                   error=err("INVALID_FIELD_FOR_INSERT_UPDATE", NOT_WRITABLE.format(f.name), [f.name])))
+            else:
+                plain = f.type in PLAIN_TEXT or (f.type == "picklist" and not f.restricted)
+                cols.append(Column(i, "field", f, self.coercer(obj, f), maxlen=f.length if plain else None))
+        if op in ("update", "delete", "hardDelete") and not any(c.kind == "id" for c in cols):
+            raise HeaderError("InvalidBatch : Field name not found : Id")
+        return CsvPlan(cols, op)
+
+
+class CsvPlan:
+    """Turns CSV rows of one header into RowIn; plain text columns take a tight fast path."""
+
+    def __init__(self, cols: list[Column], op: str) -> None:
+        self.width = len(cols)
+        self.op = op
+        self.fast = [(c.index, c.field.name, c.maxlen, c.field) for c in cols  # type: ignore[union-attr]
+                     if c.maxlen is not None and c.error is None]
+        self.slow = [c for c in cols if c.maxlen is None or c.error is not None]
+
+    def row(self, rec: list[str]) -> RowIn:
+        if len(rec) != self.width:
+            if len(rec) > self.width:
+                return RowIn(errors=[err("INVALID_FIELD", "The row has more fields than the header row", [])])
+            rec = rec + [""] * (self.width - len(rec))
+        values: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        for idx, name, maxlen, f in self.fast:
+            s = rec[idx]
+            if s:  # empty cell: unchanged on update, null on insert
+                if len(s) <= maxlen and s != "#N/A":
+                    values[name] = s
+                elif s == "#N/A":
+                    values[name] = None
+                else:
+                    errors.append(FieldError("STRING_TOO_LONG", f"{f.label}: data value too large: {s} (max length="
+                                             f"{maxlen})", [name]).as_dict())
+        row = RowIn(values, None, None, errors)
+        for col in self.slow:
+            s = rec[col.index]
+            if not s:
+                continue
+            if col.error is not None:
+                errors.append(col.error)
+                continue
+            if col.kind == "id":
+                if self.op == "insert":
+                    errors.append(err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
+                row.id = s
+                continue
+            if s == "#N/A":
+                v = None
+            else:
+                try:
+                    v = col.coerce(s)  # type: ignore[misc]
+                except FieldError as e:
+                    errors.append(e.as_dict())
+                    continue
+                except TypeMismatch as e:
+                    errors.append(csv_mismatch(e, col.index + 1).as_dict())
+                    continue
+            if col.kind == "field":
+                values[col.field.name] = v  # type: ignore[union-attr]
+            else:
+                row.refs.append((col.field, col.parent, col.parent_field, v))  # type: ignore[arg-type]
+        return row

@@ -1,0 +1,328 @@
+"""McsfSalesforceHook against the Salesforce sandbox over HTTPS, through simple-salesforce."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pytest
+import requests
+
+from mcsf.hooks.salesforce import CLEAR, McsfSalesforceHook
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+SUBSCRIBER, KEY = "MC_Subscriber__c", "MC_Subscriber_Key__c"
+AUDIENCE_REF = "Audience__r.MC_Audience_Id__c"
+BULK_KEYS = {"POST /jobs/ingest", "PUT /jobs/ingest/{id}/batches", "PATCH /jobs/ingest/{id}"}
+COMPOSITE_UPSERT = "PATCH /composite/sobjects/{obj}/{field}"
+
+
+def _connection(sandbox: dict[str, Any], **extra: Any) -> str:
+    extras = {
+        "instance_url": sandbox["salesforce_url"],
+        "consumer_key": sandbox["salesforce_client_id"],
+        "consumer_secret": sandbox["salesforce_client_secret"],
+        "ca_bundle": sandbox["ca_bundle"],
+    }
+    return json.dumps({"conn_type": "salesforce", "extra": {**extras, **extra}})
+
+
+@pytest.fixture
+def hook(sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[McsfSalesforceHook]:
+    monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", _connection(sandbox))
+    hook = McsfSalesforceHook()
+    yield hook
+    # An idle keep-alive TLS connection holds up the sandbox's graceful stop by ~30 s.
+    hook.session.close()
+
+
+class Controls:
+    """The sandbox's private knobs, with a token of their own (tests revoke the hook's)."""
+
+    def __init__(self, sandbox: dict[str, Any]) -> None:
+        self.base, self.verify = sandbox["salesforce_url"], sandbox["ca_bundle"]
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": sandbox["salesforce_client_id"],
+            "client_secret": sandbox["salesforce_client_secret"],
+        }
+        token = requests.post(f"{self.base}/services/oauth2/token", data=form, verify=self.verify, timeout=10)
+        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base}/_sandbox/{path}"
+        response = requests.post(url, json=body, headers=self.headers, verify=self.verify, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture
+def controls(sandbox: dict[str, Any]) -> Iterator[Controls]:
+    knobs = Controls(sandbox)
+    yield knobs
+    knobs.post("controls", {"faults": "", "latency_ms": 0})
+
+
+def _subscribers(audience: str, prefix: str, n: int) -> pd.DataFrame:
+    """n subscriber rows; every 40th has a bad status and every 50th a bad email (Salesforce refuses both)."""
+    return pd.DataFrame(
+        {
+            KEY: [f"{audience}:{prefix}:{i}" for i in range(n)],
+            "Name": [f"person{i}@example.com" for i in range(n)],
+            "Email__c": [f"person{i}@example.com" if i % 50 else "not-an-email" for i in range(n)],
+            "Status__c": ["subscribed" if i % 40 else "no-such-status" for i in range(n)],
+            "Member_Rating__c": [i % 5 for i in range(n)],
+            "First_Name__c": [f"First{i}" if i % 3 else None for i in range(n)],
+            "VIP__c": [i % 7 == 0 for i in range(n)],
+            AUDIENCE_REF: [audience] * n,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(sandbox: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """An audience of our own with 3000 subscribers written through the automatic (Bulk 2.0) path."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", _connection(sandbox))
+        hook = McsfSalesforceHook()
+        audience = f"hk{uuid.uuid4().hex[:8]}"
+        parent = hook.upsert(
+            "MC_Audience__c",
+            "MC_Audience_Id__c",
+            pd.DataFrame({"MC_Audience_Id__c": [audience], "Name": ["hook tests"]}),
+        )
+        frame = _subscribers(audience, "b", 3000)
+        result = hook.upsert(SUBSCRIBER, KEY, frame)
+        yield {
+            "audience": audience,
+            "audience_sf_id": parent.successes["sf__Id"].iloc[0],
+            "frame": frame,
+            "result": result,
+            "requests": dict(hook.requests_used),
+        }
+        # Leave the org as seeded for other tests: drop what this module wrote.
+        mine = hook.bulk_query_frame(f"SELECT Id FROM {SUBSCRIBER} WHERE {AUDIENCE_REF} = '{audience}'")
+        hook.delete(SUBSCRIBER, list(mine["Id"]))
+        hook.delete("MC_Audience__c", [parent.successes["sf__Id"].iloc[0]])
+        hook.session.close()
+
+
+def test_client_credentials_login_describe_and_field_map(
+    hook: McsfSalesforceHook, sandbox: dict[str, Any]
+) -> None:
+    described = hook.describe(SUBSCRIBER)
+    assert described["name"] == SUBSCRIBER
+    fields = hook.field_map(SUBSCRIBER)
+    assert fields[KEY]["externalId"] is True
+    assert fields["Audience__c"]["referenceTo"] == ["MC_Audience__c"]
+    assert hook.requests_used["POST /services/oauth2/token"] == 1
+    assert hook.requests_used["GET /sobjects/{obj}/describe"] == 1  # cached per hook
+    assert hook.session.verify == sandbox["ca_bundle"]
+    assert hook.conn.base_url.startswith(f"{sandbox['salesforce_url']}/services/data/v")
+
+
+def test_test_connection_and_bad_secret(
+    hook: McsfSalesforceHook, sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert "Account" in message
+
+    secret = "WRONG" + sandbox["salesforce_client_secret"][5:]
+    monkeypatch.setenv("AIRFLOW_CONN_SF_WRONG", _connection(sandbox, consumer_secret=secret))
+    wrong = McsfSalesforceHook("sf_wrong")
+    ok, message = wrong.test_connection()
+    wrong.session.close()
+    assert not ok
+    assert "invalid_client" in message and secret not in message
+
+
+def test_tls_is_verified_against_the_configured_bundle(
+    sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import certifi
+
+    # The environment trusts the sandbox, the connection's bundle does not: the bundle must win.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
+    monkeypatch.setenv("AIRFLOW_CONN_SF_OTHERCA", _connection(sandbox, ca_bundle=certifi.where()))
+    hook = McsfSalesforceHook("sf_otherca")
+    ok, message = hook.test_connection()
+    hook.session.close()
+    assert not ok and "SSL" in message
+    assert not hook.retries  # a certificate problem is not retried
+
+
+def test_bulk_upsert_splits_successes_and_failures(loaded: dict[str, Any]) -> None:
+    result, frame = loaded["result"], loaded["frame"]
+    assert set(loaded["requests"]) >= BULK_KEYS
+    assert loaded["requests"][COMPOSITE_UPSERT] == 1  # the parent audience; 3000 rows went through Bulk 2.0
+    bad = {i for i in range(3000) if i % 40 == 0 or i % 50 == 0}
+    assert set(result.failures.index) == bad
+    assert set(result.successes.index) == set(range(3000)) - bad
+    assert result.successes["sf__Created"].all()
+    assert result.successes["sf__Id"].str.len().eq(18).all()
+    assert list(result.successes.columns[:2]) == ["sf__Id", "sf__Created"]
+    assert (result.successes[KEY] == frame.loc[result.successes.index, KEY]).all()
+    errors = result.failures["sf__Error"]
+    assert (
+        errors[frame.loc[errors.index, "Status__c"] == "no-such-status"]
+        .str.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
+        .all()
+    )
+    assert errors.loc[50].startswith("INVALID_EMAIL_ADDRESS:")
+    assert result.requests <= 8
+
+
+def test_query_iter_streams_every_page(hook: McsfSalesforceHook, loaded: dict[str, Any]) -> None:
+    mine = f"{AUDIENCE_REF} = '{loaded['audience']}'"
+    soql = f"SELECT Id, {KEY}, Audience__r.MC_Audience_Id__c FROM {SUBSCRIBER} WHERE {mine}"
+    records = list(hook.query_iter(soql))
+    assert len(records) == len(loaded["result"].successes) > 2000
+    assert len({r["Id"] for r in records}) == len(records)
+    assert "attributes" not in records[0] and "attributes" not in records[0]["Audience__r"]
+    assert records[0]["Audience__r"]["MC_Audience_Id__c"] == loaded["audience"]
+    assert hook.requests_used["GET /query/{locator}"] >= 1
+
+    frame = hook.query_frame(soql)
+    assert list(frame.columns) == ["Id", KEY, AUDIENCE_REF]
+    assert len(frame) == len(records)
+    empty = hook.query_frame(f"SELECT Id, Name FROM {SUBSCRIBER} WHERE {KEY} = 'no such key'")
+    assert empty.empty and list(empty.columns) == ["Id", "Name"]
+
+
+def test_bulk_query_frame_matches_rest(hook: McsfSalesforceHook, loaded: dict[str, Any]) -> None:
+    mine = f"{AUDIENCE_REF} = '{loaded['audience']}'"
+    soql = f"SELECT Id, {KEY}, Member_Rating__c, VIP__c FROM {SUBSCRIBER} WHERE {mine}"
+    bulk = hook.bulk_query_frame(soql)
+    rest = hook.query_frame(soql)
+    assert all(str(t) == "string" for t in bulk.dtypes)
+    assert len(bulk) == len(rest) == len(loaded["result"].successes)
+    assert set(bulk["Id"]) == set(rest["Id"])
+    assert {"POST /jobs/query", "GET /jobs/query/{id}/results"} <= set(hook.requests_used)
+
+
+def test_composite_and_bulk_reach_the_same_end_state(
+    hook: McsfSalesforceHook, loaded: dict[str, Any]
+) -> None:
+    audience = loaded["audience"]
+    small = _subscribers(audience, "c", 300)
+    result = hook.upsert(SUBSCRIBER, KEY, small)
+    assert hook.requests_used[COMPOSITE_UPSERT] == 2 and not BULK_KEYS & set(hook.requests_used)
+    assert result.requests == 3  # the login, then two collections (200 + 100 rows)
+
+    bulk_failures = loaded["result"].failures
+    assert set(result.failures.index) == {i for i in bulk_failures.index if i < 300}
+    codes = result.failures["sf__Error"].str.split(":").str[0]
+    assert (codes == bulk_failures.loc[result.failures.index, "sf__Error"].str.split(":").str[0]).all()
+
+    fields = "Email__c, Status__c, Member_Rating__c, First_Name__c, VIP__c, Audience__c"
+    stored = hook.query_frame(
+        f"SELECT {KEY}, {fields} FROM {SUBSCRIBER} WHERE {AUDIENCE_REF} = '{audience}'"
+    ).set_index(KEY)
+    via_composite = stored[stored.index.str.contains(":c:")].rename(lambda k: int(k.rsplit(":", 1)[1]))
+    via_bulk = stored[stored.index.str.contains(":b:")].rename(lambda k: int(k.rsplit(":", 1)[1]))
+    assert len(via_composite) == 300 - len(result.failures)
+    pd.testing.assert_frame_equal(via_composite.sort_index(), via_bulk.loc[via_composite.index].sort_index())
+    assert (via_composite["Audience__c"] == loaded["audience_sf_id"]).all()
+
+    again = hook.upsert(SUBSCRIBER, KEY, small)  # idempotent: the same records, now updated
+    assert not again.successes["sf__Created"].any()
+    assert (again.successes["sf__Id"] == result.successes["sf__Id"]).all()
+
+
+@pytest.mark.parametrize("via", ["composite", "bulk"])
+def test_relationship_columns_none_and_clear(
+    hook: McsfSalesforceHook, loaded: dict[str, Any], via: str
+) -> None:
+    key = f"{loaded['audience']}:clear-{via}"
+    first = pd.DataFrame(
+        {
+            KEY: [key],
+            "First_Name__c": ["Ada"],
+            "Last_Name__c": ["Lovelace"],
+            "Language__c": ["en"],
+            AUDIENCE_REF: [loaded["audience"]],
+        }
+    )
+    created = hook.upsert(SUBSCRIBER, KEY, first, via=via)  # type: ignore[arg-type]
+    assert len(created.successes) == 1, created.failures
+    second = pd.DataFrame(
+        {KEY: [key], "First_Name__c": [CLEAR], "Last_Name__c": [None], "Language__c": [float("nan")]}
+    )
+    updated = hook.upsert(SUBSCRIBER, KEY, second, via=via)  # type: ignore[arg-type]
+    assert len(updated.successes) == 1 and not updated.successes["sf__Created"].iloc[0]
+
+    fields = "First_Name__c, Last_Name__c, Language__c, Audience__c"
+    row = hook.query_frame(f"SELECT {fields} FROM {SUBSCRIBER} WHERE {KEY} = '{key}'").iloc[0]
+    assert pd.isna(row["First_Name__c"])  # CLEAR set it to null
+    assert row["Last_Name__c"] == "Lovelace" and row["Language__c"] == "en"  # None/NaN left it alone
+    assert row["Audience__c"] == loaded["audience_sf_id"]
+
+
+def test_transient_row_errors_are_resubmitted(
+    hook: McsfSalesforceHook, loaded: dict[str, Any], controls: Controls
+) -> None:
+    frame = _subscribers(loaded["audience"], "lock", 100).assign(
+        Status__c="subscribed", Email__c="a@example.com"
+    )
+    controls.post("controls", {"faults": "lock:0.2"})
+    hook.row_retry_backoff_seconds = 0.05  # keep the test fast; the rounds are what is tested
+
+    without = hook.upsert(SUBSCRIBER, KEY, frame, via="bulk", row_retries=0)
+    assert len(without.failures) > 0  # so the retry below has something to do
+    assert without.failures["sf__Error"].str.startswith("UNABLE_TO_LOCK_ROW:").all()
+
+    jobs_before = hook.requests_used["POST /jobs/ingest"]
+    retried = hook.upsert(SUBSCRIBER, KEY, frame, via="bulk", row_retries=6)
+    assert retried.failures.empty
+    assert sorted(retried.successes.index) == list(range(100))
+    assert hook.requests_used["POST /jobs/ingest"] - jobs_before > 1
+
+
+def test_reauthenticates_once_when_the_token_expires(hook: McsfSalesforceHook, controls: Controls) -> None:
+    hook.describe("Lead")
+    first_token = hook.conn.session_id
+    controls.post("oauth/revoke", {"token": first_token})
+
+    frame = hook.query_frame("SELECT Id FROM Lead LIMIT 5")
+    assert len(frame) == 5
+    assert hook.conn.session_id != first_token
+    assert hook.requests_used["POST /services/oauth2/token"] == 2
+
+
+def test_transient_http_failures_are_retried(
+    hook: McsfSalesforceHook, loaded: dict[str, Any], controls: Controls
+) -> None:
+    hook.describe("Lead")  # log in before the faults start
+    controls.post("controls", {"faults": "503:0.15,drop:0.1"})
+    soql = f"SELECT Id FROM MC_Audience__c WHERE MC_Audience_Id__c = '{loaded['audience']}'"
+    queries = 0
+    while not hook.retries and queries < 20:
+        assert list(hook.query_frame(soql)["Id"]) == [loaded["audience_sf_id"]]
+        queries += 1
+    assert hook.retries
+    assert all(reason == "503" or reason.startswith("connection: ") for reason in hook.retries)
+    assert hook.requests_used["GET /query"] == queries + sum(hook.retries.values())
+
+
+def test_insert_update_and_delete(hook: McsfSalesforceHook, loaded: dict[str, Any]) -> None:
+    frame = pd.DataFrame({"LastName": [f"Hook{i}" for i in range(5)], "Company": ["mcsf"] * 4 + [None]})
+    inserted = hook.insert("Lead", frame)
+    assert len(inserted.successes) == 4 and inserted.successes["sf__Created"].all()
+    assert inserted.failures["sf__Error"].iloc[0].startswith("REQUIRED_FIELD_MISSING:")
+    ids = list(inserted.successes["sf__Id"])
+
+    updated = hook.update("Lead", pd.DataFrame({"Id": ids, "Title": ["Tester"] * 4}))
+    assert len(updated.successes) == 4 and not updated.successes["sf__Created"].any()
+
+    missing = ids[0][:3] + "0" * 12
+    deleted = hook.delete("Lead", [*ids, missing])
+    assert list(deleted.successes["sf__Id"]) == ids
+    assert len(deleted.failures) == 1
+    id_list = ", ".join(f"'{i}'" for i in ids)
+    assert hook.query_frame(f"SELECT Id FROM Lead WHERE Id IN ({id_list})").empty
+    assert hook.requests_used["DELETE /composite/sobjects"] == 1
