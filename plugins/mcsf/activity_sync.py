@@ -109,8 +109,7 @@ def load(audience: dict[str, Any]) -> dict[str, Any]:
     kept = activity.retention(writer, sf, mapping, window, dry_run=dry)
     rejects = pd.concat([outcome.rejects, loaded.rejects, kept.rejects], ignore_index=True)
     stage.write("rejects_load", rejects)
-    reasons = Counter(str(r).split(":", 2)[0] + ":" + str(r).split(":", 2)[1] if str(r).count(":") >= 2 else str(r)
-                      for r in rejects["reason"]) if len(rejects) else Counter()
+    reasons = Counter(writes.reason_group(r) for r in rejects["reason"]) if len(rejects) else Counter()
     counts = writes.summarize({"MC_Campaign__c": outcome, "MC_Activity__c": loaded},
                               {"unchanged": unchanged, "deleted": kept.updated, "reject_reasons": dict(reasons),
                                "dry_run": dry})

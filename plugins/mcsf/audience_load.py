@@ -130,7 +130,7 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, run
 
     rejects = pd.concat([stage.read("rejects_people"), *(o.rejects for o in outcomes.values())], ignore_index=True)
     stage.write("rejects_load", rejects)
-    reasons = Counter(_reason_head(r) for r in rejects["reason"]) if len(rejects) else Counter()
+    reasons = Counter(writes.reason_group(r) for r in rejects["reason"]) if len(rejects) else Counter()
     mine = writes.summarize(outcomes)
     counts = {
         **people,
@@ -199,14 +199,6 @@ def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapp
     hit = ids.dropna().index
     people = valid.loc[hit, [c for c in valid.columns if c.startswith("Lead.")]]
     return linked, field_updates(valid.loc[hit], people, ids[hit], best, "Lead", mapping, sf_types)
-
-
-def _reason_head(reason: str) -> str:
-    """Group Salesforce refusals by error code (``Salesforce refused: STRING_TOO_LONG:...``)."""
-    text = str(reason)
-    if text.startswith("Salesforce refused: "):
-        return "Salesforce refused: " + text.removeprefix("Salesforce refused: ").split(":", 1)[0]
-    return text
 
 
 def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping: AudienceMapping,

@@ -9,6 +9,7 @@ Salesforce's per-row refusals into rejects with Salesforce's own message.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,25 @@ def delete(sf: McsfSalesforceHook | None, object_name: str, ids: list[str], *, d
         outcome.rejects = rejects_frame(object_name, result.failures["sf__Id"], "delete",
                                         "Salesforce refused: " + result.failures["sf__Error"].astype(str))
     return outcome
+
+
+_VALUES = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+|\b(?=\w*\d)[\w:]{6,}\b|'[^']*'|\"[^\"]*\"")
+
+
+def reason_group(reason: str) -> str:
+    """A reason with the row's own values masked, for counting in summaries.
+
+    ``Salesforce refused: INVALID_FIELD:Foreign key external ID: 4dca…:9f0… not found for field
+    MC_Subscriber_Key__c in entity MC_Subscriber__c:--`` becomes ``Salesforce refused:
+    INVALID_FIELD: Foreign key external ID: … not found for field MC_Subscriber_Key__c in entity
+    MC_Subscriber__c`` — the meaning stays, ids, emails and quoted values go.
+    """
+    text = str(reason).strip().removesuffix(":--").replace(":--", "")
+    head, sep, rest = text.partition("Salesforce refused: ")
+    if sep:
+        code, _, message = rest.partition(":")
+        text = f"Salesforce refused: {code}: {message.strip()}" if message else f"Salesforce refused: {code}"
+    return _VALUES.sub("…", text)[:200]
 
 
 def summarize(outcomes: dict[str, Outcome], extra: dict[str, Any] | None = None) -> dict[str, Any]:

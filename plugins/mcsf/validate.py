@@ -151,7 +151,7 @@ def subscriber_rules(mapping: Any, describes: dict[str, dict[str, dict[str, Any]
     """
     rules = [
         Rule("Email__c", "not_null", "no email address"),
-        Rule("Email__c", "email", "invalid email address (Salesforce accepts name@domain.tld, ASCII)"),
+        Rule("Email__c", "email", "invalid email address (Salesforce takes only ASCII addresses with a dotted domain)"),
         Rule("MC_Subscriber_Key__c", "unique", "the same member twice in one extract"),
         Rule("Status__c", "in_set", "unknown member status", SUBSCRIBER_STATUSES),
     ]
