@@ -25,10 +25,10 @@ test: install lint
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 demo: install
-	$(PY) -m mcsf.demo
+	$(PY) -m devtools.demo
 
 up: install
-	$(PY) -m mcsf.demo --up
+	$(PY) -m devtools.demo --up
 
 bench: install
 	$(PY) -m bench --size $(SIZE)

@@ -128,9 +128,11 @@ def seed_mailchimp(store: Store, seed: int, anchor: datetime, sizes: SeedSizes) 
         conn.execute(f"DROP INDEX IF EXISTS {name}")
     conn.execute("PRAGMA synchronous=OFF")
     lists: list[tuple[str, list[int]]] = []
+    # Ids first, so an audience keeps its id whatever the seed's sizes (mapping files name them).
+    list_ids = [f"{rng.getrandbits(40):010x}" for _ in range(sizes.audiences)]
     with store.write() as w:
         for index in range(sizes.audiences):
-            lists.append(_seed_list(w, rng, index, people, per_list, anchor))
+            lists.append(_seed_list(w, rng, index, list_ids[index], people, per_list, anchor))
     with store.write() as w:
         _seed_campaigns(w, rng, lists, sizes, anchor)
     conn.executescript(INDEXES)
@@ -139,9 +141,8 @@ def seed_mailchimp(store: Store, seed: int, anchor: datetime, sizes: SeedSizes) 
     return salesforce_people(people, seed)
 
 
-def _seed_list(conn: Any, rng: random.Random, index: int, people: list[dict[str, Any]], count: int,
+def _seed_list(conn: Any, rng: random.Random, index: int, list_id: str, people: list[dict[str, Any]], count: int,
                anchor: datetime) -> tuple[str, list[int]]:
-    list_id = f"{rng.getrandbits(40):010x}"
     rounds, slot = divmod(index, len(LIST_NAMES))
     name = LIST_NAMES[slot] + (f" {rounds + 1}" if rounds else "")
     created = timeutil.fmt(anchor - timedelta(days=rng.randrange(400, 1500), seconds=rng.randrange(86400)))
@@ -162,11 +163,14 @@ def _seed_list(conn: Any, rng: random.Random, index: int, people: list[dict[str,
     extras = _extra_fields(index)
     for tag, label, kind, options in extras:
         insert_field(conn, list_id, tag, label, kind, options=options)
-    topics = insert_category(conn, list_id, "Topics", "checkboxes")
-    topic_ids = [insert_interest(conn, list_id, topics, n) for n in
+    def hex_id() -> str:
+        return f"{rng.getrandbits(40):010x}"
+
+    topics = insert_category(conn, list_id, "Topics", "checkboxes", cid=hex_id())
+    topic_ids = [insert_interest(conn, list_id, topics, n, iid=hex_id()) for n in
                  ("Product news", "Tips & tutorials", "Events", "Ünïcödé & émojis 🎉")]
-    freq = insert_category(conn, list_id, "Frequency", "radio")
-    freq_ids = [insert_interest(conn, list_id, freq, n) for n in ("Weekly", "Monthly")]
+    freq = insert_category(conn, list_id, "Frequency", "radio", cid=hex_id())
+    freq_ids = [insert_interest(conn, list_id, freq, n, iid=hex_id()) for n in ("Weekly", "Monthly")]
     pick_status = _picker(STATUS_WEIGHTS)
     pick_rating = _picker({1: 5, 2: 40, 3: 25, 4: 20, 5: 10})
     now = int(anchor.timestamp())
