@@ -60,12 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        anchor = _anchor(args.anchor)
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
     logging.basicConfig(stream=sys.stderr, level=getattr(args, "log_level", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sandbox.server import Options, prepare_state, serve
 
-    opts = Options(state_dir=args.state_dir, seed=args.seed, anchor=_anchor(args.anchor), audiences=args.audiences,
+    opts = Options(state_dir=args.state_dir, seed=args.seed, anchor=anchor, audiences=args.audiences,
                    members=args.members, campaigns=args.campaigns, activity_events=args.activity_events,
                    reseed=args.reseed, no_seed=getattr(args, "no_seed", False))
     if args.command == "seed":

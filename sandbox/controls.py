@@ -11,10 +11,14 @@ Fault spec grammar (``--faults``), comma-separated ``kind:rate`` pairs, rates in
 - ``429``/``500``/``502``/``503``/``504``: answer that status instead of serving the request
   (429 and 503 carry ``Retry-After: 1``);
 - ``drop``: start the response and cut the connection mid-body (the client sees a broken
-  connection);
+  connection); the request is never served;
+- ``lost``: serve the request (its writes are committed), then cut the connection mid-body, so
+  the client cannot tell whether it took effect — the case that tells idempotent retries from
+  duplicating ones;
 - ``slow``: add the given milliseconds (default 1000) to that request;
 - ``lock``: not applied here; the Salesforce emulator reads ``controls.rate("lock")`` to fail
-  single rows of bulk jobs with UNABLE_TO_LOCK_ROW.
+  single rows of writes (Bulk 2.0 jobs and sObject Collections) with UNABLE_TO_LOCK_ROW, and
+  counts each one with :meth:`Controls.record`.
 
 Draws come from one ``random.Random(seed)``, so a given request sequence meets the same faults.
 Paths under ``/_sandbox`` never get faults or latency and are not counted.
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
     ErrorBody = Callable[[int, str], tuple[str, bytes]]
 
 STATUS_FAULTS = ("429", "500", "502", "503", "504")
-KNOWN_FAULTS = (*STATUS_FAULTS, "drop", "slow", "lock")
+KNOWN_FAULTS = (*STATUS_FAULTS, "drop", "lost", "slow", "lock")
 PRIVATE_PREFIX = "/_sandbox"
 
 
@@ -105,6 +109,17 @@ class Controls:
                 self.faults_injected[kind] += 1
             return True
         return False
+
+    def record(self, kind: str) -> None:
+        """Count a fault an emulator applied itself (a row lock), so the counts show every fault."""
+        with self._lock:
+            self.faults_injected[kind] += 1
+
+    def reseed(self, seed: int) -> None:
+        """Restart the draws from ``seed``: a soak varies the faults without re-seeding the data."""
+        with self._lock:
+            self.seed = seed
+            self._random = random.Random(seed)
 
     def count(self, key: str) -> None:
         with self._lock:
@@ -180,14 +195,26 @@ class ControlsMiddleware:
                 return
         if c.roll("drop"):
             c.count(f"{scope['method']} (injected drop)")
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
-            await send({"type": "http.response.body", "body": b'{"partial', "more_body": True})
-            raise ConnectionAbortedError("sandbox fault: connection dropped")
+            await self._cut(send)
+        if c.roll("lost"):
+            c.count(f"{scope['method']} (injected lost response)")
+
+            async def swallow(message: dict[str, Any]) -> None:  # the answer never reaches the client
+                return None
+
+            await self.app(scope, receive, swallow)
+            await self._cut(send)
         await self.app(scope, receive, send)
         route = scope.get("route")
         template = getattr(route, "path", None) or scope["path"]
         c.count(f"{scope['method']} {template}")
+
+    @staticmethod
+    async def _cut(send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"partial', "more_body": True})
+        raise ConnectionAbortedError("sandbox fault: connection dropped")
 
     async def _error(self, send: Send, status: int, message: str) -> None:
         content_type, body = self.error_body(status, message)
@@ -202,7 +229,8 @@ def add_control_routes(app: FastAPI, controls: Controls, auth: Callable[..., Any
     """Mount the private endpoints (request counts, runtime fault and latency changes).
 
     ``GET /_sandbox/requests`` — counts per endpoint; ``POST /_sandbox/requests/reset``;
-    ``POST /_sandbox/controls`` with ``{"latency_ms": N, "faults": "SPEC"}`` (either key).
+    ``POST /_sandbox/controls`` with ``{"latency_ms": N, "faults": "SPEC", "seed": S}`` (any of the keys;
+    ``seed`` restarts the fault draws).
 
     :param auth: a FastAPI dependency that enforces the emulator's own authentication
     """
@@ -222,9 +250,12 @@ def add_control_routes(app: FastAPI, controls: Controls, auth: Callable[..., Any
         try:
             faults = parse_faults(body["faults"]) if "faults" in body else controls.faults
             latency = int(body.get("latency_ms", controls.latency_ms))
+            seed = int(body["seed"]) if "seed" in body else None
         except (FaultSpecError, ValueError, TypeError) as err:
             raise HTTPException(status_code=400, detail=str(err)) from err
         controls.faults, controls.latency_ms = faults, max(0, latency)
+        if seed is not None:
+            controls.reseed(seed)
         return controls.snapshot()
 
 

@@ -65,7 +65,7 @@ def prepare_state(opts: Options) -> None:
     state.mkdir(parents=True, exist_ok=True)
     marker = state / MARKER
     if opts.reseed and any(state.iterdir()):
-        if not marker.exists():
+        if not marker.exists() and not (state / "mailchimp.sqlite3").exists():
             raise SystemExit(f"refusing to wipe {state}: it was not created by the sandbox (no {MARKER} file)")
         for entry in state.iterdir():
             if entry.suffix == ".log":  # a caller may be writing its log of this very process there

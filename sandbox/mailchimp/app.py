@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +21,7 @@ from sandbox.mailchimp import (
     reports,
     segments,
 )
-from sandbox.mailchimp.gateway import GatewayMiddleware, check_key
+from sandbox.mailchimp.gateway import DATACENTER, GatewayMiddleware, check_key
 from sandbox.mailchimp.routing import AppState
 from sandbox.mailchimp.store import Store
 
@@ -54,4 +55,16 @@ def create_app(state_dir: Path, controls: Controls, base_url: str) -> Any:
         check_key(store.meta("api_key"), request.headers.get("authorization"))
 
     add_control_routes(app, controls, auth)
-    return ControlsMiddleware(GatewayMiddleware(app, store), controls, errors.error_body)
+    gateway = GatewayMiddleware(app, store)
+
+    @app.post("/_sandbox/api-key/rotate", include_in_schema=False)
+    def rotate_api_key(request: Request) -> dict[str, str]:
+        """Revoke the API key (as an account owner does in Mailchimp) and issue a new one; from now
+        on the old key gets 401 "API Key Invalid" everywhere, this endpoint included."""
+        auth(request)
+        new_key = secrets.token_hex(16) + "-" + DATACENTER
+        store.set_meta("api_key", new_key)
+        gateway.api_key = new_key
+        return {"api_key": new_key}
+
+    return ControlsMiddleware(gateway, controls, errors.error_body)

@@ -23,8 +23,10 @@ CATEGORY_TYPES = ("checkboxes", "dropdown", "radio", "hidden")
 CATEGORIES = "/lists/{list_id}/interest-categories"
 
 
-def insert_category(conn: sqlite3.Connection, list_id: str, title: str, type_: str, order: int | None = None) -> str:
-    cid = new_hex_id(10)
+def insert_category(conn: sqlite3.Connection, list_id: str, title: str, type_: str, order: int | None = None,
+                    cid: str | None = None) -> str:
+    """Insert a category; ``cid`` lets the seed choose reproducible ids."""
+    cid = cid or new_hex_id(10)
     if order is None:
         order = conn.execute("SELECT COUNT(*) FROM interest_categories WHERE list_id=?", (list_id,)).fetchone()[0]
     conn.execute("INSERT INTO interest_categories(list_id, id, title, display_order, type) VALUES(?,?,?,?,?)",
@@ -33,8 +35,8 @@ def insert_category(conn: sqlite3.Connection, list_id: str, title: str, type_: s
 
 
 def insert_interest(conn: sqlite3.Connection, list_id: str, category_id: str, name: str,
-                    order: int | None = None) -> str:
-    iid = new_hex_id(10)
+                    order: int | None = None, iid: str | None = None) -> str:
+    iid = iid or new_hex_id(10)
     if order is None:
         order = conn.execute("SELECT COUNT(*) FROM interests WHERE category_id=?", (category_id,)).fetchone()[0]
     conn.execute("INSERT INTO interests(list_id, category_id, id, name, display_order) VALUES(?,?,?,?,?)",

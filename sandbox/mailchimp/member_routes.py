@@ -117,7 +117,7 @@ def list_members(call: Call) -> dict[str, Any]:
     if sort_field:
         order = f"{sort_field} {direction}, seq {direction}"
     clause = " AND ".join(where)
-    total = conn.execute(f"SELECT COUNT(*) FROM members WHERE {clause}", args).fetchone()[0]
+    total = call.store.count(f"SELECT COUNT(*) FROM members WHERE {clause}", args)
     rows = page_rows(conn, clause, args, order, count, offset)
     return {"members": render_rows(conn, ctx, rows, _want_links(call, "members")), "list_id": ctx.id,
             "total_items": total, "_links": collection_links(f"{ctx.href}/members", ctx.href, "Lists/Members")}

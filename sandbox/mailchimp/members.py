@@ -84,7 +84,7 @@ def tags_of(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, list[tuple[i
     return out
 
 
-(_SEQ, _LIST, _HASH, _EMAIL, _UEID, _CONTACT, _WEB_ID, _EMAIL_TYPE, _STATUS, _MERGE, _INTERESTS, _OPEN_RATE,
+(_SEQ, _LIST, _HASH, _ADDRESS, _UEID, _CONTACT, _WEB_ID, _EMAIL_TYPE, _STATUS, _MERGE, _INTERESTS, _OPEN_RATE,
  _CLICK_RATE, _IP_SIGNUP, _TS_SIGNUP, _IP_OPT, _TS_OPT, _RATING, _CHANGED, _LANGUAGE, _VIP, _CLIENT, _LOCATION,
  _SOURCE) = range(len(MEMBER_COLUMNS))
 
@@ -97,7 +97,7 @@ def render_member(row: Sequence[Any], ctx: ListCtx, tags: list[tuple[int, str, s
     first, last = merge.get("FNAME", ""), merge.get("LNAME", "")
     full_name = f"{first if isinstance(first, str) else ''} {last if isinstance(last, str) else ''}".strip()
     doc: dict[str, Any] = {
-        "id": row[_HASH], "email_address": row[_EMAIL], "unique_email_id": row[_UEID], "contact_id": row[_CONTACT],
+        "id": row[_HASH], "email_address": row[_ADDRESS], "unique_email_id": row[_UEID], "contact_id": row[_CONTACT],
         "full_name": full_name, "web_id": row[_WEB_ID], "email_type": row[_EMAIL_TYPE], "status": row[_STATUS],
         "merge_fields": merge,
     }

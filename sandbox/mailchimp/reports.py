@@ -136,7 +136,7 @@ def email_activity(call: Call) -> dict[str, Any]:
         args: tuple[Any, ...] = (camp["seq"], since)
     else:
         base_sql, args = "SELECT member_seq FROM sends WHERE campaign_seq=?", (camp["seq"],)
-    total = conn.execute(f"SELECT COUNT(*) FROM ({base_sql})", args).fetchone()[0]
+    total = call.store.count(f"SELECT COUNT(*) FROM ({base_sql})", args)
     seqs = [r[0] for r in conn.execute(f"{base_sql} ORDER BY member_seq LIMIT ? OFFSET ?", (*args, count, offset))]
     href = f"{call.base}/reports/{camp['id']}"
     return {"emails": _activity_page(call, camp, since, seqs), "campaign_id": camp["id"], "total_items": total,

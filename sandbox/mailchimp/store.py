@@ -109,6 +109,8 @@ class Store:
         self.clock = Clock()
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self.generation = 0  # bumped by every committed write; keys the count cache
+        self._counts: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] = {}
         conn = self.conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(TABLES + INDEXES)
@@ -143,6 +145,23 @@ class Store:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self.generation += 1
+
+    def count(self, sql: str, args: tuple[Any, ...] | list[Any]) -> int:
+        """``SELECT COUNT(*) ...`` remembered until the next write.
+
+        Paging through an audience asks for the same ``total_items`` on every page; on a list of
+        300,000 members that count costs more than the page itself.
+        """
+        key, generation = (sql, tuple(args)), self.generation
+        hit = self._counts.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        value = self.conn().execute(sql, args).fetchone()[0]
+        if len(self._counts) > 1000:
+            self._counts.clear()
+        self._counts[key] = (generation, value)
+        return value
 
     def meta(self, key: str, default: Any = None) -> Any:
         row = self.conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

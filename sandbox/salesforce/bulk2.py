@@ -27,9 +27,11 @@ from sandbox.salesforce.query import compile_soql
 from sandbox.salesforce.rowparse import HeaderError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from sandbox.salesforce.app import Org
+    from sandbox.salesforce.schema import ObjectDef
 
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 INGEST_OPS = ("insert", "update", "upsert", "delete", "hardDelete")
@@ -186,6 +188,49 @@ class Jobs:
             job.processing_ms = int((time.monotonic() - started) * 1000)
             self.save(job)
 
+    def _parsed(self, job: Job, obj: ObjectDef, delim: str) -> Iterator[tuple[Any, ...]]:
+        """``("header", names)`` per upload, then ``("rows", raw, parsed)`` per chunk.
+
+        A reader thread parses one chunk ahead: SQLite releases the GIL while it writes, so parsing
+        chunk n+1 overlaps with writing chunk n.
+        """
+        items: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def put(item: tuple[Any, ...]) -> None:
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
+
+        def produce() -> None:
+            try:
+                for n in range(job.uploads):
+                    with open(self.dir(job) / f"upload-{n}.csv", newline="", encoding="utf-8-sig") as fh:
+                        reader = csv.reader(fh, delimiter=delim, strict=True)
+                        header = next(reader, None)
+                        if header is None:
+                            continue
+                        plan = self.org.parser.csv_columns(obj, header, job.operation)
+                        put(("header", header))
+                        while chunk := list(islice(reader, CHUNK)):
+                            put(("rows", chunk, None if job.abort_requested else [plan.row(r) for r in chunk]))
+            except Exception as e:  # handed to the consumer, which fails the job with it
+                put(("error", e))
+            else:
+                put(("end",))
+
+        threading.Thread(target=produce, name=f"sf-bulk-parse-{job.id}", daemon=True).start()
+        try:
+            while (item := items.get())[0] != "end":
+                if item[0] == "error":
+                    raise item[1]
+                yield item
+        finally:
+            stop.set()
+
     def _ingest(self, job: Job) -> None:
         org = self.org
         obj = org.schema.get(job.object)
@@ -193,7 +238,13 @@ class Jobs:
         delim, eol = DELIMITERS[job.delimiter], job.eol
         rate = org.controls.rate("lock")
         rng = random.Random(f"{org.controls.seed}:{job.id}")
-        lock = (lambda: rng.random() < rate) if rate > 0 else None
+
+        def lock() -> bool:
+            hit = rng.random() < rate
+            if hit:
+                org.controls.record("lock")  # so /_sandbox/requests shows every injected fault
+            return hit
+
         d = self.dir(job)
         opts = {"delimiter": delim, "quoting": csv.QUOTE_ALL, "lineterminator": eol}
         with open(d / "success.csv", "w", newline="", encoding="utf-8") as ok_f, \
@@ -201,37 +252,32 @@ class Jobs:
                 open(d / "unprocessed.csv", "w", newline="", encoding="utf-8") as rest_f:
             ok_w, bad_w, rest_w = (csv.writer(f, **opts) for f in (ok_f, bad_f, rest_f))  # type: ignore[arg-type]
             header_done = False
-            for n in range(job.uploads):
-                with open(d / f"upload-{n}.csv", newline="", encoding="utf-8-sig") as fh:
-                    reader = csv.reader(fh, delimiter=delim, strict=True)
-                    header = next(reader, None)
-                    if header is None:
-                        continue
-                    cols = org.parser.csv_columns(obj, header, job.operation)
-                    if not header_done:
-                        plain = csv.writer(ok_f, delimiter=delim, lineterminator=eol)
+            for item in self._parsed(job, obj, delim):
+                if item[0] == "header":
+                    if not header_done:  # result files carry the first upload's header
+                        plain = {"delimiter": delim, "lineterminator": eol}
                         ok_f.write(f'"sf__Id"{delim}"sf__Created"{delim}')
-                        plain.writerow(header)
+                        csv.writer(ok_f, **plain).writerow(item[1])  # type: ignore[arg-type]
                         bad_f.write(f'"sf__Id"{delim}"sf__Error"{delim}')
-                        csv.writer(bad_f, delimiter=delim, lineterminator=eol).writerow(header)
-                        csv.writer(rest_f, delimiter=delim, lineterminator=eol).writerow(header)
+                        csv.writer(bad_f, **plain).writerow(item[1])  # type: ignore[arg-type]
+                        csv.writer(rest_f, **plain).writerow(item[1])  # type: ignore[arg-type]
                         header_done = True
-                    while chunk := list(islice(reader, CHUNK)):
-                        if job.abort_requested:
-                            rest_w.writerows(chunk)
-                            continue
-                        rows = [cols.row(rec) for rec in chunk]
-                        with org.store.transaction() as c:
-                            results = org.writer.apply(c, obj, job.operation, rows, ext, lock)
-                        failed = 0
-                        for rec, res in zip(chunk, results, strict=True):
-                            if res.errors:
-                                failed += 1
-                                bad_w.writerow([res.id or "", error_text(res.errors), *rec])
-                            else:
-                                ok_w.writerow([res.id, "true" if res.created else "false", *rec])
-                        job.processed += len(chunk)
-                        job.failed += failed
+                    continue
+                _, chunk, rows = item
+                if job.abort_requested or rows is None:
+                    rest_w.writerows(chunk)
+                    continue
+                with org.store.transaction() as c:
+                    results = org.writer.apply(c, obj, job.operation, rows, ext, lock if rate > 0 else None)
+                failed = 0
+                for rec, res in zip(chunk, results, strict=True):
+                    if res.errors:
+                        failed += 1
+                        bad_w.writerow([res.id or "", error_text(res.errors), *rec])
+                    else:
+                        ok_w.writerow([res.id, "true" if res.created else "false", *rec])
+                job.processed += len(chunk)
+                job.failed += failed
         org.limits.spend("DailyBulkApiBatches", max(1, math.ceil(job.processed / CHUNK)))
         if job.abort_requested:
             job.state = "Aborted"

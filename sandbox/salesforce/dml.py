@@ -87,7 +87,7 @@ class Writer:
     def apply(self, c: sqlite3.Connection, obj: ObjectDef, op: str, rows: list[RowIn],
               ext: FieldDef | None = None, lock: Callable[[], bool] | None = None) -> list[Result]:
         """Write one batch; ``op`` in insert|update|upsert|delete|hardDelete. Results in input order."""
-        errs = [list(r.errors) for r in rows]
+        errs = [r.errors for r in rows]  # each row's own list: parse errors first, then ours
         self._resolve_refs(c, rows, errs)
         self._check_refs_exist(c, obj, rows, errs)
         if op == "insert":
@@ -202,38 +202,52 @@ class Writer:
 
     def _match_keys(self, c: sqlite3.Connection, obj: ObjectDef, ext: FieldDef, rows: list[RowIn],
                     errs: list[list[dict[str, Any]]]) -> list[tuple[int, str] | None]:
+        name, insensitive = ext.name, ext.collation == "NOCASE"
         norm = fold(ext)
-        keys: dict[Any, list[int]] = defaultdict(list)
+        first: dict[Any, int] = {}  # folded key -> the row that carries it
+        dups: set[Any] = set()
         for i, r in enumerate(rows):
             if errs[i]:
                 continue
-            key = r.values.get(ext.name)
+            key = r.values.get(name)
             if key is None:
-                errs[i].append(err("MISSING_ARGUMENT", f"{ext.name} not specified", [ext.name]))
-            else:
-                keys[norm(key)].append(i)
-        for where in keys.values():
-            if len(where) > 1:
-                for i in where:
-                    message = f"Duplicate external id specified: {rows[i].values[ext.name]}"
-                    errs[i].append(err("DUPLICATE_VALUE", message, [ext.name]))
-        hits: dict[Any, list[tuple[int, str, Any]]] = defaultdict(list)
-        for n, rid, key in select_in(c, obj.name, f'_n, "Id", {q(ext.name)}', ext.name,
-                                     [rows[w[0]].values[ext.name] for w in keys.values() if len(w) == 1],
-                                     " AND IsDeleted = 0"):
-            hits[norm(key)].append((n, rid, key))
-        out: list[tuple[int, str] | None] = [None] * len(rows)
-        for key, where in keys.items():
-            found = hits.get(key, [])
-            if len(where) != 1 or not found:
+                errs[i].append(err("MISSING_ARGUMENT", f"{name} not specified", [name]))
                 continue
-            if len(found) > 1:
-                errs[where[0]].append(err("DUPLICATE_EXTERNAL_ID", f"{ext.label}: more than one record found for "
-                                          f"external id field: {[hit[1] for hit in found]}", [ext.name]))
+            k = norm(key) if insensitive else key
+            if k in first:
+                dups.add(k)
             else:
-                out[where[0]] = found[0][:2]
-                if found[0][2] == rows[where[0]].values[ext.name]:
-                    del rows[where[0]].values[ext.name]  # unchanged key: keep it out of the UPDATE (index churn)
+                first[k] = i
+        if dups:
+            for i, r in enumerate(rows):
+                key = r.values.get(name)
+                if not errs[i] and key is not None and (norm(key) if insensitive else key) in dups:
+                    errs[i].append(err("DUPLICATE_VALUE", f"Duplicate external id specified: {key}", [name]))
+            for k in dups:
+                del first[k]
+        out: list[tuple[int, str] | None] = [None] * len(rows)
+        seen: dict[Any, list[str]] = {}
+        found = select_in(c, obj.name, f'_n, "Id", {q(name)}', name, [rows[i].values[name] for i in first.values()],
+                          " AND IsDeleted = 0")
+        for n, rid, stored in found:
+            k = norm(stored) if insensitive else stored
+            i = first.get(k)
+            if i is None:
+                continue
+            if k in seen:  # a non-unique external id matching several records
+                seen[k].append(rid)
+                out[i] = None
+                continue
+            seen[k] = [rid]
+            out[i] = (n, rid)
+            if stored == rows[i].values[name]:
+                del rows[i].values[name]  # unchanged key: keep it out of the UPDATE (index churn)
+        for k, rids in seen.items():
+            if len(rids) > 1:
+                i = first[k]
+                rows[i].values.setdefault(name, k)
+                errs[i].append(err("DUPLICATE_EXTERNAL_ID", f"{ext.label}: more than one record found for "
+                                   f"external id field: {rids}", [name]))
         return out
 
     # -- validation -------------------------------------------------------------------------
@@ -241,7 +255,7 @@ class Writer:
                         errs: list[list[dict[str, Any]]]) -> None:
         fields = list(obj.fields.values())
         defaults = [(f.name, int(f.default) if f.type == "boolean" else f.default)
-                    for f in fields if f.default is not None]
+                    for f in fields if f.default is not None and f.createable]
         required = [f.name for f in fields if f.required_on_create]
         non_null = {f.name: f for f in fields if not f.nillable}
         for i, r in enumerate(rows):
@@ -253,6 +267,8 @@ class Writer:
                     if vals.get(name) is None:
                         vals[name] = value
                 missing = [name for name in required if vals.get(name) is None]
+            elif None not in vals.values():
+                continue
             else:
                 missing = [k for k, v in vals.items() if v is None and k in non_null]
                 for k in [k for k in missing if non_null[k].type == "boolean"]:

@@ -51,6 +51,7 @@ class Plan:
     rels: dict[tuple[str, ...], tuple[ObjectDef, int]]
     select_sql: str
     count: str | None = None  # "rows" for COUNT(), alias for COUNT(field)
+    count_col: str | None = None  # the column COUNT(field) counts (non-null values only)
     limit: int | None = None
     offset: int | None = None
     header: list[str] = field(default_factory=list)
@@ -58,13 +59,16 @@ class Plan:
     include_deleted: bool = False
 
     def total(self, c: sqlite3.Connection) -> int:
-        if not self.filtered:
+        if not self.filtered and not self.count_col:
             # count(*) without WHERE is a b-tree count in SQLite: ~100x faster than a filtered scan
             n = c.execute(f"SELECT count(*) FROM {q(self.obj.name)}").fetchone()[0]
             if not self.include_deleted:
                 n -= c.execute(f"SELECT count(*) FROM {q(self.obj.name)} WHERE IsDeleted = 1").fetchone()[0]
             n = max(0, n - (self.offset or 0))
             return n if self.limit is None else min(n, self.limit)
+        if self.count_col:
+            sql = f"SELECT count({self.count_col}) {self.from_sql} WHERE {self.where_sql}"
+            return c.execute(sql, self.params).fetchone()[0]
         inner = f"SELECT 1 {self.from_sql} WHERE {self.where_sql}"
         if self.limit is not None or self.offset:
             inner += f" LIMIT {self.limit if self.limit is not None else -1} OFFSET {self.offset or 0}"
@@ -314,7 +318,7 @@ class Compiler:
         qy = self.query
         outs: list[Out] = []
         cols: list[str] = [f"{self.base}._n", f"{self.base}.\"Id\""] if select_n else []
-        count = None
+        count = count_col = None
         seen: set[tuple[str, ...]] = set()
         for item in qy.fields:
             if isinstance(item, Count):
@@ -323,7 +327,7 @@ class Compiler:
                 if item.field is None:
                     count = "rows"
                 else:
-                    self.resolve(item.field)
+                    count_col = self.resolve(item.field)[0]
                     count = item.alias or "expr0"
                 continue
             col, f, canon = self.resolve(item)
@@ -349,7 +353,7 @@ class Compiler:
         return Plan(
             obj=self.obj, from_sql=f"FROM {q(self.obj.name)} {self.base} " + " ".join(self.join_sql),
             where_sql=" AND ".join(where) or "1", params=self.params, order_sql=", ".join(order), outs=outs,
-            rels=rels, select_sql=", ".join(cols), count=count, limit=qy.limit, offset=qy.offset,
+            rels=rels, select_sql=", ".join(cols), count=count, count_col=count_col, limit=qy.limit, offset=qy.offset,
             header=[".".join(o.path) for o in outs], filtered=qy.where is not None,
             include_deleted=self.include_deleted,
         )

@@ -17,7 +17,14 @@ from sandbox.salesforce.errors import ApiError, not_found, sf_error
 from sandbox.salesforce.query import Plan, compile_soql
 from sandbox.salesforce.soql import SoqlError
 from sandbox.salesforce.store import q
-from sandbox.salesforce.values import FieldError, TypeMismatch, json_mismatch, parse_datetime, to_json
+from sandbox.salesforce.values import (
+    FieldError,
+    TypeMismatch,
+    format_datetime,
+    json_mismatch,
+    parse_datetime,
+    to_json,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -168,7 +175,8 @@ def _batch_size(request: Request) -> int:
 
 
 def install(app: FastAPI, org: Org) -> None:
-    from sandbox.salesforce.rest_rows import install_rows
+    from sandbox.salesforce.rest_rows import install_rows  # it imports this module's helpers
+
     org.cursors = Cursors()
     data = "/services/data/{version}"
     describe_cache: dict[tuple[str, str], dict[str, Any]] = {}
@@ -256,7 +264,6 @@ def _window(start: str, end: str) -> tuple[str, str]:
     lo, hi = parse_datetime(start), parse_datetime(end)
     if lo is None or hi is None:
         raise sf_error(400, "INVALID_REPLICATION_DATE", "start and end must be ISO 8601 date-times")
-    from sandbox.salesforce.values import format_datetime
     return format_datetime(lo), format_datetime(hi)
 
 

@@ -8,6 +8,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sandbox.salesforce.app import Org, Version, org_of, sf_json
+from sandbox.salesforce.describe import object_summary
+from sandbox.salesforce.dml import RowIn
 from sandbox.salesforce.errors import not_found, sf_error
 from sandbox.salesforce.rest import (
     Payload,
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     from fastapi import FastAPI
 
-    from sandbox.salesforce.dml import Result, RowIn
+    from sandbox.salesforce.dml import Result
     from sandbox.salesforce.schema import FieldDef, ObjectDef
 
 
@@ -56,7 +58,6 @@ def install_rows(app: FastAPI, data: str, both: Callable[[str, list[str]], Any])
 
     @both(rows_path, ["GET"])
     def basic_info(request: Request, name: str, version: Version) -> Response:
-        from sandbox.salesforce.describe import object_summary
         obj = sobject(org_of(request), name)
         return sf_json({"objectDescribe": object_summary(obj, version), "recentItems": []})
 
@@ -91,7 +92,6 @@ def install_rows(app: FastAPI, data: str, both: Callable[[str, list[str]], Any])
     def delete_row(request: Request, name: str, record_id: str, version: Version) -> Response:
         org = org_of(request)
         obj = sobject(org, name)
-        from sandbox.salesforce.dml import RowIn
         raise_for(_write(org, obj, "delete", RowIn(id=_by_id(org, obj, record_id)["Id"])))
         return Response(status_code=204)
 
@@ -151,7 +151,6 @@ def install_rows(app: FastAPI, data: str, both: Callable[[str, list[str]], Any])
             raise not_found()
         if len(rows) > 1:
             return sf_json(_urls(obj, version, rows), 300)
-        from sandbox.salesforce.dml import RowIn
         raise_for(_write(org, obj, "delete", RowIn(id=rows[0]["Id"])))
         return Response(status_code=204)
 

@@ -68,11 +68,13 @@ def test_last_changed_window_is_half_open(mailchimp_client: Any, list_id: str, p
     stamps = ["2026-11-20T08:59:59+00:00", "2026-11-20T09:00:00+00:00", "2026-11-20T09:59:59+00:00",
               "2026-11-20T10:00:00+00:00"]
     emails = [_email(f"window{i}") for i in range(4)]
+    window = {"since_last_changed": "2026-11-20T09:00:00+00:00", "before_last_changed": "2026-11-20T10:00:00+00:00"}
+    before = mailchimp_client.lists.get_list_members_info(list_id, count=1000, **window)["total_items"]
     private("POST", f"/lists/{list_id}/members", {"members": [
         {"email_address": e, "status": "subscribed", "last_changed": t} for e, t in zip(emails, stamps, strict=True)]})
     page = mailchimp_client.lists.get_list_members_info(
-        list_id, count=1000, since_last_changed="2026-11-20T09:00:00+00:00",
-        before_last_changed="2026-11-20T10:00:00+00:00", fields=["members.email_address", "members.last_changed"])
+        list_id, count=1000, fields=["members.email_address", "members.last_changed", "total_items"], **window)
+    assert page["total_items"] == before + 2  # a write invalidates the remembered count
     found = {m["email_address"] for m in page["members"]}
     assert emails[1] in found and emails[2] in found
     assert emails[0] not in found and emails[3] not in found
@@ -335,3 +337,16 @@ def test_batch_operations_return_a_tarball_of_responses(mailchimp_client: Any, l
     assert json.loads(by_id["missing"]["response"])["title"] == "Resource Not Found"
     assert mailchimp_client.lists.get_list_member(list_id, email)["status"] == "subscribed"
     assert batch["id"] in [b["id"] for b in mailchimp_client.batches.list()["batches"]]
+
+
+def test_every_recent_hour_holds_changed_members(mailchimp_client: Any, sandbox: dict[str, Any]) -> None:
+    from datetime import datetime, timedelta
+
+    anchor = datetime.fromisoformat(sandbox["anchor"])
+    lists = [x["id"] for x in mailchimp_client.lists.get_all_lists()["lists"]]
+    for hours_back in range(1, 25):
+        start = anchor - timedelta(hours=hours_back)
+        found = sum(mailchimp_client.lists.get_list_members_info(
+            list_id, count=1, since_last_changed=start.isoformat(),
+            before_last_changed=(start + timedelta(hours=1)).isoformat())["total_items"] for list_id in lists)
+        assert found > 0, f"no member changed in [{start}, +1h)"

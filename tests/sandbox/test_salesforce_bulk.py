@@ -205,3 +205,14 @@ def test_query_job_pages_with_locators(sb: Running, http: requests.Session, sf: 
     assert len(via_client) == 3
     bad = http.post(base, json={"operation": "query", "query": "SELECT Nope FROM MC_Campaign__c"})
     assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_FIELD"
+
+
+def test_pipe_delimiter_crlf_and_bom(sb: Running, http: requests.Session) -> None:
+    data = "\ufeffMC_Interest_Key__c|Name|Category__c\r\np:1|Pipe One|a,b\r\np:2|\"Pipe|Two\"|\r\n".encode()
+    info = run_job(http, sb, {"object": "MC_Interest__c", "operation": "upsert", "externalIdFieldName":
+                              "MC_Interest_Key__c", "columnDelimiter": "PIPE", "lineEnding": "CRLF"}, data)
+    assert (info["state"], info["numberRecordsFailed"], info["columnDelimiter"]) == ("JobComplete", 0, "PIPE")
+    text = http.get(f"{sb.base_url}{V}/jobs/ingest/{info['id']}/successfulResults").text
+    lines = text.split("\r\n")
+    assert lines[0] == '"sf__Id"|"sf__Created"|MC_Interest_Key__c|Name|Category__c'
+    assert lines[2].endswith('|"true"|"p:2"|"Pipe|Two"|""') and lines[-1] == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -173,6 +174,9 @@ def test_crud_roundtrip_and_audit_fields(sf: Salesforce, sb: Running) -> None:
     assert after["SystemModstamp"] == after["LastModifiedDate"]
     assert sf.Lead.delete(rid) == 204
     assert sf.query(f"SELECT Id FROM Lead WHERE Id = '{rid}'")["totalSize"] == 0
+    start, end = datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=5)
+    assert rid in [d["id"] for d in sf.Lead.deleted(start, end)["deletedRecords"]]
+    assert rid not in sf.Lead.updated(start, end)["ids"]
     gone = sf.query_all(f"SELECT Id, IsDeleted FROM Lead WHERE Id = '{rid}'", include_deleted=True)
     assert gone["records"][0]["IsDeleted"] is True
 

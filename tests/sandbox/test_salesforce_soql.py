@@ -151,6 +151,13 @@ def test_where_semantics(store: Store, where: str, expected: list[str]) -> None:
     assert names(store, f"SELECT LastName FROM Lead WHERE {where}") == expected
 
 
+def test_count_forms(store: Store) -> None:
+    c = store.conn()
+    assert compile_soql(store.schema, "SELECT COUNT() FROM Lead").total(c) == 4
+    assert compile_soql(store.schema, "SELECT COUNT(Email) FROM Lead").total(c) == 3  # non-null values only
+    assert compile_soql(store.schema, "SELECT COUNT() FROM Lead WHERE Email = null").total(c) == 1
+
+
 def test_order_limit_offset(store: Store) -> None:
     assert names(store, "SELECT LastName FROM Lead ORDER BY Email") == ["Gamma", "Alpha", "beta", "O'Brien"]
     assert names(store, "SELECT LastName FROM Lead ORDER BY Email NULLS LAST") == ["Alpha", "beta", "O'Brien", "Gamma"]

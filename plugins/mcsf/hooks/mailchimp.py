@@ -385,29 +385,28 @@ class MailchimpHook(BaseHook):
 
         first = self.call(label, fn, count=page_size, offset=0, **query)
         total = int(first.get("total_items") or 0)
-        done = len(first.get(items_key) or [])
-        if progress:
-            progress(done, total)
-        yield first.get(items_key) or []
-        del first
-
+        page = first.pop(items_key, None) or []
+        done = len(page)
         offsets = iter(range(page_size, total, page_size))
+        # The look-ahead starts before the first page is handed out, so the caller's work on a page
+        # overlaps the fetching of the next ones; at most ``workers`` pages wait in memory.
         workers = min(self.max_connections, max(0, -(-(total - page_size) // page_size)))
-        if workers:
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailchimp-page")
-            pending = deque(pool.submit(fetch, offset) for offset in islice(offsets, workers))
-            try:
-                while pending:
-                    page = pending.popleft().result()
-                    offset = next(offsets, None)
-                    if offset is not None:
-                        pending.append(pool.submit(fetch, offset))
-                    done += len(page)
-                    if progress:
-                        progress(done, total)
-                    yield page
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="mailchimp-page")
+        pending = deque(pool.submit(fetch, offset) for offset in islice(offsets, workers))
+        try:
+            while True:
+                if progress:
+                    progress(done, total)
+                yield page
+                if not pending:
+                    break
+                page = pending.popleft().result()
+                offset = next(offsets, None)
+                if offset is not None:
+                    pending.append(pool.submit(fetch, offset))
+                done += len(page)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         if done != total:
             self.log.warning(
                 "%s: read %s items but total_items said %s (the collection changed while paging)",

@@ -7,6 +7,8 @@ Bulk 2.0 by which needs fewer requests, with per-row results.
 
 Frame conventions for writes: columns are field names; ``Rel__r.Ext_Id__c`` columns reference a
 parent by external id; a None/NaN cell leaves the field unchanged; :data:`CLEAR` sets it to null.
+Rows Salesforce refuses come back in :class:`WriteResult` ``failures``; an error of the whole request
+or job (a malformed request, a Bulk 2.0 job that fails on an unknown column) raises.
 """
 
 from __future__ import annotations
@@ -551,10 +553,10 @@ class McsfSalesforceHook(SalesforceHook):
                 headers={"Content-Type": "text/csv; charset=UTF-8"},
             )
             self._request("PATCH", f"jobs/ingest/{job_id}", json={"state": "UploadComplete"})
-            info = self._wait_for_job("ingest", job_id)
         except BaseException:
-            self._abort_job("ingest", job_id)
+            self._abort_job("ingest", job_id)  # leave no open job behind
             raise
+        info = self._wait_for_job("ingest", job_id)
         # Result order is not guaranteed: find each row again by the values it was sent with,
         # written back into a CSV line the same way.
         waiting: dict[str, list[int]] = {}

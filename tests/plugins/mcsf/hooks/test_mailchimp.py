@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,19 @@ def test_iter_members_yields_every_member_once_in_api_order(
     assert hook.requests_used[MEMBERS] == -(-len(expected) // page_size)
     if progress:
         assert progress[-1] == (len(expected), len(expected))
+
+
+def test_iter_pages_look_ahead_is_bounded(
+    sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch, audience: dict[str, Any]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", _connection(sandbox))
+    hook = MailchimpHook(max_connections=3)
+    fn = hook.client.lists.get_list_members_info
+    pages = hook.iter_pages(MEMBERS, fn, "members", list_id=audience["id"], page_size=100, fields=["id"])
+    next(pages)
+    time.sleep(0.5)  # give the look-ahead every chance to run further than it may
+    assert hook.requests_used[MEMBERS] == 1 + 3  # the first page, then three in flight or waiting
+    assert 100 + sum(len(page) for page in pages) == len(_serial_member_ids(hook, audience["id"]))
 
 
 def test_iter_members_fields_and_window_filters(hook: MailchimpHook, audience: dict[str, Any]) -> None:
@@ -300,10 +314,19 @@ def test_batch_upsert_members_reports_per_member_errors(hook: MailchimpHook, scr
     ]
 
     first = hook.batch_upsert_members(scratch_list, good[:300] + bad + good[300:])
-    assert len(first.created) == 620 and not first.updated
-    assert sorted(e["email_address"] for e in first.errors) == sorted(b["email_address"] for b in bad)
+    summary = (
+        len(first.created),
+        len(first.updated),
+        first.errors,
+        dict(hook.retries),
+        dict(hook.requests_used),
+    )
+    assert len(first.created) == 620 and not first.updated, summary
+    assert sorted(e["email_address"] for e in first.errors) == sorted(b["email_address"] for b in bad), (
+        summary
+    )
     assert all(e["error_code"] and e["error"] for e in first.errors)
-    assert hook.requests_used["POST /lists/{list_id}"] == 2  # 622 members in chunks of 500
+    assert hook.requests_used["POST /lists/{list_id}"] == 2, summary  # 622 members in chunks of 500
 
     renamed = [{**m, "merge_fields": {"FNAME": "Renamed"}} for m in good]
     second = hook.batch_upsert_members(scratch_list, renamed)
