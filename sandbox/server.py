@@ -137,7 +137,8 @@ async def _serve(opts: Options, host: str, mc_port: int, sf_port: int | None, la
     mc_url = f"http://{_url_host(host)}:{mc_sock.getsockname()[1]}/3.0"
     mc_controls = Controls(latency_ms=latency_ms, faults=dict(fault_spec), seed=opts.seed, max_in_flight=10)
     app = mailchimp_app(opts.state_dir, mc_controls, mc_url)
-    servers.append((_Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)), mc_sock))
+    servers.append((_Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                              timeout_graceful_shutdown=2)), mc_sock))
     info.update({"mailchimp_url": mc_url, "mailchimp_api_key": Store(opts.state_dir).meta("api_key"),
                  "mailchimp_server": "us1"})
     sf = salesforce_package() if sf_port is not None else None
@@ -147,8 +148,9 @@ async def _serve(opts: Options, host: str, mc_port: int, sf_port: int | None, la
         sf_url = f"https://{_url_host(host)}:{sf_sock.getsockname()[1]}"
         sf_controls = Controls(latency_ms=latency_ms, faults=dict(fault_spec), seed=opts.seed + 1)
         sf_app = sf.create_app(opts.state_dir, sf_controls, sf_url)
+        # Idle keep-alive clients must not hold a stop up: 2 s of grace, then close.
         config = uvicorn.Config(sf_app, log_level="warning", lifespan="off", access_log=False,
-                                ssl_certfile=str(cert), ssl_keyfile=str(key))
+                                ssl_certfile=str(cert), ssl_keyfile=str(key), timeout_graceful_shutdown=2)
         servers.append((_Server(config), sf_sock))
         creds = sf.credentials(opts.state_dir)
         info.update({"salesforce_url": sf_url, "salesforce_client_id": creds["client_id"],

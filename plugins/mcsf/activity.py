@@ -111,11 +111,20 @@ def extract_activity(mapping: AudienceMapping, window: Window, stage: Stage, *, 
         if c.get("type") in CAMPAIGN_TYPES and (not campaigns_filter or c["id"] in campaigns_filter)
     ]
     stage.write("campaigns", pd.DataFrame([campaign_row(c) for c in campaigns]))
+    # An audience synced for one segment only has no subscriber records for the others: their
+    # activity is outside the sync, not an error.
+    synced = ({m["id"] for page in mc.iter_segment_members(mapping.audience_id, mapping.segment_id) for m in page}
+              if mapping.segment_id is not None else None)
+    skipped = 0
 
     def chunks() -> Iterator[pd.DataFrame]:
+        nonlocal skipped
         batch: list[dict[str, Any]] = []
         for campaign in campaigns:
             for event in events_of(mc, campaign, window):
+                if synced is not None and event["email_hash"] not in synced:
+                    skipped += 1
+                    continue
                 batch.append(event)
                 if len(batch) >= chunk_rows:
                     yield pd.DataFrame(batch, columns=EVENT_COLUMNS)
@@ -123,7 +132,7 @@ def extract_activity(mapping: AudienceMapping, window: Window, stage: Stage, *, 
         yield pd.DataFrame(batch, columns=EVENT_COLUMNS)
 
     events = stage.write_chunks("events", chunks(), EVENT_COLUMNS)
-    return {"campaigns": len(campaigns), "events": events}
+    return {"campaigns": len(campaigns), "events": events, "outside_segment": skipped}
 
 
 def map_events(events: pd.DataFrame, list_id: str) -> pd.DataFrame:

@@ -35,8 +35,9 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
     mapping, window, stage = _context(audience)
     mc, _ = hooks()
     counts = activity.extract_activity(mapping, window, stage, mc=mc, campaigns_filter=audience.get("campaigns"))
-    log.info("SUMMARY extract %s %s: %s campaigns, %s events in the window, requests %s",
-             mapping.label, window, counts["campaigns"], counts["events"], _requests(mc))
+    log.info("SUMMARY extract %s %s: %s campaigns, %s events in the window (%s more of members outside the "
+             "synced segment, skipped), requests %s", mapping.label, window, counts["campaigns"], counts["events"],
+             counts["outside_segment"], _requests(mc))
     return {**audience, "extract": {**counts, "members": counts["events"]}, "requests": _requests(mc)}
 
 

@@ -103,14 +103,16 @@ def extract_audience(
     window_filter = {} if full else {"since_last_changed": window.start, "before_last_changed": window.end}
     progress = Progress(f"{mapping.label}: members read")
     members = members_frame(mc.iter_members(list_id, fields=MEMBER_FIELDS, progress=progress, **window_filter))
-    if mapping.segment_id is not None and not members.empty:
-        in_segment = {m["id"] for page in mc.iter_segment_members(list_id, mapping.segment_id) for m in page}
-        members = members[members["email_hash"].isin(in_segment)].reset_index(drop=True)
-    stage.write("members", members)
-
     segment_filter = {} if full else {"since_updated_at": window.start, "before_updated_at": window.end}
     segments = pd.DataFrame([_segment_row(s) for s in (x for p in mc.iter_segments(list_id, **segment_filter) for x in p)])
     seg_members = _segment_members(mc, list_id, segments)
+    if mapping.segment_id is not None and (len(members) or len(seg_members)):
+        # Only the sync segment's members become subscribers, so only they can be segment members.
+        in_segment = {m["id"] for page in mc.iter_segment_members(list_id, mapping.segment_id) for m in page}
+        if len(members):
+            members = members[members["email_hash"].isin(in_segment)].reset_index(drop=True)
+        seg_members = seg_members[seg_members["email_hash"].isin(in_segment)].reset_index(drop=True)
+    stage.write("members", members)
     stage.write("segments", segments)
     stage.write("segment_members", seg_members)
 
