@@ -61,7 +61,8 @@ def mcsf_campaign_activity_sync():
     def preflight(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
         from mcsf import audience
 
-        return audience.preflight_activity(data_interval_start, data_interval_end, audiences=params["audiences"] or None,
+        return audience.preflight_activity(data_interval_start, data_interval_end,
+                                           audiences=params["audiences"] or None,
                                            campaigns=params["campaigns"] or None, dry_run=params["dry_run"])
 
     @task(map_index_template="{{ audience_name }}")

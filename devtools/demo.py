@@ -77,8 +77,9 @@ def report(env: dict[str, str], hourly: list[datetime], nightly: datetime) -> No
         changed += sum(r["created"] + r["updated"] + r.get("deleted", 0) for r in mine + night)
         say(f"{mine[0]['name']} ({audience_id})")
         say(f"  members read from Mailchimp   {sum(r['extracted'] for r in mine):>8}")
-        say(f"  Salesforce records created    {sum(r['created'] for r in mine):>8}   updated {sum(r['updated'] for r in mine)}"
-            f"   unchanged {sum(r['unchanged'] for r in mine)}")
+        created, updated = sum(r["created"] for r in mine), sum(r["updated"] for r in mine)
+        say(f"  Salesforce records created    {created:>8}   updated {updated}   unchanged "
+            f"{sum(r['unchanged'] for r in mine)}")
         say(f"  leads created                 {sum(r['leads_created'] for r in mine):>8}")
         say(f"  linked to Contacts / Leads    {max((r['contacts_linked'] for r in mine), default=0):>8} / "
             f"{max((r['leads_linked'] for r in mine), default=0)}  (largest run)")

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def run_sync(start: datetime, end: datetime, *, activity: bool = False, audiences: list[str] | None = None,
-             full_resync: bool = False, dry_run: bool = False, campaigns: list[str] | None = None) -> list[dict[str, Any]]:
+             full_resync: bool = False, dry_run: bool = False,
+             campaigns: list[str] | None = None) -> list[dict[str, Any]]:
     """Preflight, then extract -> map -> validate -> load -> report per audience; the reports."""
     from mcsf import activity_sync, audience
 

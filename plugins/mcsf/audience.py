@@ -157,6 +157,8 @@ def map_(audience: dict[str, Any]) -> dict[str, Any]:
 def validate(audience: dict[str, Any]) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
+    from mcsf.load import rejects_frame
+    from mcsf.mapping import SUBSCRIBER, SUBSCRIBER_KEY
     from mcsf.validate import subscriber_rules, validate_rows
 
     mapping, window, stage = _context(audience)
@@ -164,9 +166,8 @@ def validate(audience: dict[str, Any]) -> dict[str, Any]:
     describes = Stage(audience["run_stage"]).read_json("describes")
     verdict = validate_rows(mapped, subscriber_rules(mapping, describes))
     stage.write("valid", verdict.passed)
-    rejects = verdict.rejected.assign(object="MC_Subscriber__c", step="validate")
-    stage.write("rejects_validate", rejects.rename(columns={"MC_Subscriber_Key__c": "key", "_reason": "reason"})[
-        ["object", "key", "step", "reason"]] if len(rejects) else pd.DataFrame(columns=["object", "key", "step", "reason"]))
+    stage.write("rejects_validate", rejects_frame(SUBSCRIBER, verdict.rejected[SUBSCRIBER_KEY], "validate",
+                                                  verdict.rejected["_reason"]))
     counts = {"passed": len(verdict.passed), "rejected": len(verdict.rejected),
               "reject_reasons": dict(verdict.failures), "reject_share": round(verdict.reject_share, 4)}
     log.info("SUMMARY validate %s %s: %s passed, %s rejected (%s)", mapping.label, window, counts["passed"],
@@ -206,7 +207,8 @@ def report(audience: dict[str, Any]) -> dict[str, Any]:
     loaded = audience.get("load", {})
     counts = {
         "extracted": audience.get("extract", {}).get("members", 0),
-        "rejected": validated.get("rejected", 0) + loaded.get("load_failed", 0) + loaded.get("lead_creates_rejected", 0),
+        "rejected": (validated.get("rejected", 0) + loaded.get("load_failed", 0)
+                     + loaded.get("lead_creates_rejected", 0)),
         "reject_reasons": Counter(validated.get("reject_reasons", {})) + Counter(loaded.get("reject_reasons", {})),
         **{k: loaded.get(k, 0) for k in ("leads_created", "contacts_linked", "leads_linked", "created",
                                           "updated", "unchanged", "deleted", "load_failed")},

@@ -104,7 +104,7 @@ def extract_audience(
     progress = Progress(f"{mapping.label}: members read")
     members = members_frame(mc.iter_members(list_id, fields=MEMBER_FIELDS, progress=progress, **window_filter))
     segment_filter = {} if full else {"since_updated_at": window.start, "before_updated_at": window.end}
-    segments = pd.DataFrame([_segment_row(s) for s in (x for p in mc.iter_segments(list_id, **segment_filter) for x in p)])
+    segments = pd.DataFrame([_segment_row(s) for page in mc.iter_segments(list_id, **segment_filter) for s in page])
     seg_members = _segment_members(mc, list_id, segments)
     if mapping.segment_id is not None and (len(members) or len(seg_members)):
         # Only the sync segment's members become subscribers, so only they can be segment members.

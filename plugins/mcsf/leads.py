@@ -120,7 +120,8 @@ def plan_people(
     return LeadPlan(links, creates, lead_updates, contact_updates, rejects, counts)
 
 
-def _lead_creates(subs: pd.DataFrame, people: pd.DataFrame, mapping: AudienceMapping) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _lead_creates(subs: pd.DataFrame, people: pd.DataFrame,
+                  mapping: AudienceMapping) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One new Lead per email (the latest-changed subscriber row wins); rows missing required fields rejected."""
     if subs.empty:
         return pd.DataFrame(columns=[LEAD_KEY]), pd.DataFrame(columns=["_reason"])

@@ -86,7 +86,8 @@ def write(
     )
     if len(result.failures):
         keys = result.failures[key] if key in result.failures else result.failures.get("sf__Id", pd.Series(dtype=str))
-        outcome.rejects = rejects_frame(object_name, keys, "load", "Salesforce refused: " + result.failures["sf__Error"].astype(str))
+        reasons = "Salesforce refused: " + result.failures["sf__Error"].astype(str)
+        outcome.rejects = rejects_frame(object_name, keys, "load", reasons)
         log.warning("%s: Salesforce refused %s of %s rows", object_name, len(result.failures), len(body))
     return outcome
 
@@ -117,7 +118,7 @@ def reason_group(reason: str) -> str:
     MC_Subscriber__c`` — the meaning stays, ids, emails and quoted values go.
     """
     text = str(reason).strip().removesuffix(":--").replace(":--", "")
-    head, sep, rest = text.partition("Salesforce refused: ")
+    _, sep, rest = text.partition("Salesforce refused: ")
     if sep:
         code, _, message = rest.partition(":")
         text = f"Salesforce refused: {code}: {message.strip()}" if message else f"Salesforce refused: {code}"

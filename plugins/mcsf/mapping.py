@@ -186,7 +186,8 @@ def to_subscribers(members: pd.DataFrame, mapping: AudienceMapping) -> pd.DataFr
                                           SUBSCRIBER_FIELDS[column], source)
         frame[column] = values
         reasons = _join_reasons(reasons, errors)
-    frame["Language__c"] = members.get("language", pd.Series(None, index=members.index)).astype("string").str.slice(0, 10)
+    language = members.get("language", pd.Series(None, index=members.index))
+    frame["Language__c"] = language.astype("string").str.slice(0, 10)
     frame["Tags__c"] = members.get("tags", pd.Series(None, index=members.index)).astype("string")
     interests = members.get("interests", pd.Series(None, index=members.index)).astype("string").fillna("")
     frame["Interests__c"] = interests.map(

@@ -79,7 +79,8 @@ def test_activity_of_someone_not_in_salesforce_is_rejected_with_a_reason(env, ca
                          "timestamp": "2026-10-05T09:00:00+00:00"}])
     reports = env.run(*day(datetime(2026, 10, 6, tzinfo=UTC)), activity=True, audiences=[env.lists[0]])
     assert reports[0]["rejected"] == 1, reports[0]
-    assert any("MC_Subscriber" in r or "not found" in r.lower() for r in reports[0]["reject_reasons"]), reports[0]["reject_reasons"]
+    reasons = reports[0]["reject_reasons"]
+    assert any("MC_Subscriber" in r or "not found" in r.lower() for r in reasons), reasons
 
 
 def test_retention_deletes_old_activity(env, campaign):

@@ -32,7 +32,7 @@ def test_hourly_dag_runs_in_airflow_and_reruns_as_a_no_op(env, airflow_home):
     first = dags_test(airflow_home, "mcsf_audience_sync", end)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     output = first.stdout + first.stderr
-    assert "SUMMARY" in output and "DagRunState.SUCCESS" in output or "success" in output.lower()
+    assert "SUMMARY" in output
     reports = [s for s in summaries(airflow_home, "mcsf_audience_sync") if s["window"][1] == end.isoformat()]
     assert {r["audience_id"] for r in reports} == set(env.lists)
     assert all(r["extracted"] > 0 for r in reports)
