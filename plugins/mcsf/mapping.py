@@ -264,14 +264,25 @@ def diff(desired: pd.DataFrame, existing: pd.DataFrame, key: str, types: dict[st
     for column, sf_type in types.items():
         if column not in desired.columns:
             continue
-        want = desired[column].map(lambda v, t=sf_type: loose_canonical(v, t))
         have_raw = aligned[column] if column in aligned.columns else pd.Series(None, index=aligned.index)
-        have = pd.Series(have_raw.to_numpy(), index=desired.index).map(lambda v, t=sf_type: loose_canonical(v, t))
-        changed |= want.fillna("\0") != have.fillna("\0")
+        want = _text(desired[column])
+        have = _text(pd.Series(have_raw.to_numpy(), index=desired.index))
+        # Cheap first: equal text is equal. Only the rest pays for canonical forms (a REST read
+        # says 3.0 and +0000 where the desired row says 3 and Z).
+        differs = want != have
+        if differs.any():
+            w = want[differs].map(lambda v, t=sf_type: loose_canonical(v, t)).fillna("\0")
+            h = have[differs].map(lambda v, t=sf_type: loose_canonical(v, t)).fillna("\0")
+            changed[differs[differs].index] |= (w != h).to_numpy()
     is_new = ~desired[key].isin(current.index)
     result = desired[changed | is_new].copy()
     result["_is_new"] = is_new[changed | is_new]
     return result
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Values as text with every kind of missing as one marker, for a first equality pass."""
+    return values.astype(object).where(values.notna(), "\0").map(str)
 
 
 def loose_canonical(value: Any, sf_type: str) -> str | None:
