@@ -68,6 +68,8 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
         mappings = [m for m in mappings if m.audience_id in wanted or m.label in wanted]
     mc, sf = hooks()
     report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run)
+    for warning in report.warnings:
+        log.warning("%s", warning)
     if report.problems:
         for problem in report.problems:
             log.error("%s", problem)
@@ -77,7 +79,7 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
     run_stage.write_json("describes", {obj: _slim_describe(sf.describe(obj)) for obj in DESCRIBED})
     out = []
     for mapping in mappings:
-        info = mc.get_list(mapping.audience_id)
+        info = report.lists.get(mapping.audience_id) or mc.get_list(mapping.audience_id)
         stats = info.get("stats", {})
         interests = [
             {"category_id": c["id"], "category": c.get("title"), "interest_id": i["id"], "name": i.get("name"),

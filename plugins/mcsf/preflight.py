@@ -66,6 +66,7 @@ class PreflightReport:
     audiences_checked: int = 0
     requests: dict[str, int] = field(default_factory=dict)
     warnings: list[ConfigProblem] = field(default_factory=list)
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # audience id -> GET /lists/{id}, for callers
     merge_fields_missing: list[str] = field(default_factory=list)  # declared, absent, not created (yet)
 
     @property
@@ -369,7 +370,7 @@ def _read_audience(
     from mcsf.hooks.mailchimp import MailchimpApiError
 
     try:
-        hook.get_list(m.audience_id)
+        report.lists[m.audience_id] = hook.get_list(m.audience_id)
         merge_fields = hook.list_merge_fields(m.audience_id)
     except MailchimpApiError as err:
         hint = "copy the id from Audience → Settings" if err.status == 404 else str(err)
