@@ -21,8 +21,12 @@ Leads where the audience's mapping allows it.
   external ids: re-running an interval changes nothing.
 - *report* ends the log with one `SUMMARY` line an analyst can read.
 
-**Params**: `audiences` (ids or mapping names; empty = all enabled), `full_resync`, `dry_run`
-(everything but the writes; would-be writes are staged and counted).
+Then *push_queries*, the Query Builder: Leads and Contacts selected by the SOQL in
+`include/queries/*.yaml` are upserted into their Mailchimp audience (additive or mirror; an
+unsubscribed member is never re-subscribed).
+
+**Params**: `audiences` (ids or mapping names; empty = all enabled), `full_resync`,
+`push_queries`, `dry_run` (everything but the writes; would-be writes are staged and counted).
 Backfill from the UI (Trigger → Backfill) or `POST /api/v2/backfills`; intervals may run in any order.
 """
 
@@ -36,6 +40,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
 SUBSCRIBERS = Asset("salesforce://mcsf/MC_Subscriber__c")
 LEADS = Asset("salesforce://mcsf/Lead")
+MAILCHIMP_MEMBERS = Asset("mailchimp://mcsf/members")
 
 
 @dag(
@@ -58,6 +63,8 @@ LEADS = Asset("salesforce://mcsf/Lead")
                            description="Audience ids or mapping names to sync; empty means every enabled audience."),
         "full_resync": Param(False, type="boolean", title="Full resync",
                              description="Read whole audiences instead of the data interval's changes."),
+        "push_queries": Param(True, type="boolean", title="Push queries",
+                              description="Run the Query Builder pushes (include/queries) after the sync."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Do everything but write to Salesforce; would-be writes are staged and counted."),
     },
@@ -106,9 +113,19 @@ def mcsf_audience_sync():
 
         return steps.run_step("report", audience)
 
+    @task(outlets=[MAILCHIMP_MEMBERS])
+    def push_queries(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
+        from mcsf.querybuilder import run
+
+        if not params["push_queries"]:
+            return []
+        return run(data_interval_start, data_interval_end, full=params["full_resync"], dry_run=params["dry_run"])
+
     checked = validate.expand(audience=map_.expand(audience=extract.expand(audience=preflight())))
     # Every audience's people are written before any audience's subscribers link to them.
-    report.expand(audience=load_subscribers.expand(audience=load_people.expand(audience=checked)))
+    reports = report.expand(audience=load_subscribers.expand(audience=load_people.expand(audience=checked)))
+    # The Query Builder pushes Salesforce -> Mailchimp once the audiences are in step.
+    reports >> push_queries()
 
 
 mcsf_audience_sync()

@@ -68,6 +68,10 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
         mappings = [m for m in mappings if m.audience_id in wanted or m.label in wanted]
     mc, sf = hooks()
     report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run)
+    if dag_id == DAG_ID:  # the hourly DAG ends with the Query Builder: check its files up front too
+        from mcsf.querybuilder import check_queries
+
+        report.problems += check_queries(sf, mc)
     for warning in report.warnings:
         log.warning("%s", warning)
     if report.problems:

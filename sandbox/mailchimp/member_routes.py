@@ -261,7 +261,10 @@ def batch_subscribe(call: Call) -> dict[str, Any]:
                 conn.execute("SAVEPOINT member")
                 try:
                     body = {k: v for k, v in item.items() if k != "tags"}
-                    seq = write_member(conn, ctx, body, existing, status_if_new=item.get("status") or None,
+                    # Members of a batch may carry status_if_new (Mailchimp's SDK types have it): it
+                    # applies to new members only, so an update keeps an unsubscribe.
+                    seq = write_member(conn, ctx, body, existing,
+                                       status_if_new=item.get("status") or item.get("status_if_new") or None,
                                        now=now, skip_merge_validation=skip_merge)
                     if isinstance(item.get("tags"), list):
                         names = [t for t in item["tags"] if isinstance(t, str) and t.strip()]
