@@ -27,9 +27,17 @@ def connection_env(info: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def airflow_env(home: Path, info: dict[str, Any], *, mappings: Path | None = None,
+def airflow_env(home: Path, info: dict[str, Any], *, mappings: Path | None = None, queries: Path | None = None,
                 extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for ``airflow`` commands: SQLite home, our DAGs and plugins, sandbox connections."""
+    """The environment for ``airflow`` commands: SQLite home, our DAGs and plugins, sandbox connections.
+
+    :param mappings: audience files (default: the repo's, for the default sandbox seed)
+    :param queries: Query Builder files; with custom ``mappings`` and none given, an empty folder
+        (the repo's queries name the default seed's audiences)
+    """
+    if queries is None and mappings is not None:
+        queries = home / "queries"
+        queries.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
     env.update({
         "AIRFLOW_HOME": str(home),
@@ -41,6 +49,7 @@ def airflow_env(home: Path, info: dict[str, Any], *, mappings: Path | None = Non
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "MCSF_STAGING_URL": f"file://{home / 'staging'}",
         "MCSF_MAPPINGS_DIR": str(mappings or REPO / "include" / "mappings"),
+        "MCSF_QUERIES_DIR": str(queries or REPO / "include" / "queries"),
         "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)]),
         **connection_env(info),
         **(extra or {}),

@@ -29,7 +29,7 @@ log = logging.getLogger("mcsf")
 LINK_TYPES = {"Lead__c": "reference", "Contact__c": "reference"}
 AUDIENCE_TYPES = {"Name": "string", "Member_Count__c": "double", "Unsubscribe_Count__c": "double",
                   "Cleaned_Count__c": "double", "Sync_Mode__c": "picklist"}
-SEGMENT_TYPES = {"Name": "string", "Type__c": "picklist", "Member_Count__c": "double",
+SEGMENT_TYPES = {"Name": "string", "Type__c": "picklist",
                  "Created_At__c": "datetime", "Updated_At__c": "datetime"}
 INTEREST_TYPES = {"Name": "string", "Category_Id__c": "string", "Category__c": "string",
                   "Subscriber_Count__c": "double"}
@@ -212,7 +212,6 @@ def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping
         AUDIENCE_REF: list_id,
         "Name": segments["name"].astype(str).str.slice(0, 80),
         "Type__c": segments["type"],
-        "Member_Count__c": segments["member_count"].astype(str),
         "Created_At__c": segments["created_at"],
         "Updated_At__c": segments["updated_at"],
     })
@@ -227,12 +226,14 @@ def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping
         "Segment__r.MC_Segment_Key__c": list_id + ":" + members["segment_id"].astype(str),
         "Subscriber__r.MC_Subscriber_Key__c": list_id + ":" + members["email_hash"],
     }) if len(members) else pd.DataFrame(columns=["MC_Segment_Member_Key__c"])
+    static = segments["type"] == "static"
     current = pd.concat([
-        lookup.fetch_all(reader, "MC_Segment_Member__c", ["MC_Segment_Member_Key__c"],
+        lookup.fetch_all(reader, "MC_Segment_Member__c", ["Id", "MC_Segment_Member_Key__c"],
                          f"MC_Segment_Member_Key__c LIKE {lookup.soql_quote(key + ':%')}",
                          expected_rows=int(count or 0))
-        for key, count in zip(desired["MC_Segment_Key__c"], segments["member_count"], strict=True)
-    ], ignore_index=True)
+        for key, count in zip(desired.loc[static, "MC_Segment_Key__c"], segments.loc[static, "member_count"],
+                              strict=True)
+    ] or [pd.DataFrame(columns=["Id", "MC_Segment_Member_Key__c"])], ignore_index=True)
     have = set(current["MC_Segment_Member_Key__c"]) if len(current) else set()
     new = wanted[~wanted["MC_Segment_Member_Key__c"].isin(have)].assign(_is_new=True)
     out["MC_Segment_Member__c"] = writes.write(sf, "MC_Segment_Member__c", new,

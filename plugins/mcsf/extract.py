@@ -150,12 +150,15 @@ def _segment_row(segment: dict[str, Any]) -> dict[str, Any]:
 
 
 def _segment_members(mc: MailchimpHook, list_id: str, segments: pd.DataFrame) -> pd.DataFrame:
-    """Members of the static segments that changed (saved segments are rules, re-evaluated by
-    Mailchimp on every read; their membership is listed too so Salesforce reports can use it)."""
+    """Members of the static segments (and tags, which are static segments) that changed, of every
+    status. Saved segments are rules Mailchimp evaluates on each read — their membership moves
+    with any member change and no ``updated_at`` says so — so, like the Mailchimp app, mcsf keeps
+    the saved segment itself but not its membership."""
+    static = segments[segments["type"] == "static"]["segment_id"].tolist() if not segments.empty else []
     rows = [
         {"segment_id": sid, "email_hash": m["id"]}
-        for sid in (segments["segment_id"].tolist() if not segments.empty else [])
-        for page in mc.iter_segment_members(list_id, sid)
+        for sid in static
+        for page in mc.iter_segment_members(list_id, sid, every_status=True)
         for m in page
     ]
     return pd.DataFrame(rows, columns=["segment_id", "email_hash"])

@@ -153,6 +153,8 @@ def subscriber_rules(mapping: Any, describes: dict[str, dict[str, dict[str, Any]
     rules = [
         Rule("Email__c", "not_null", "no email address"),
         Rule("Email__c", "email", "invalid email address (Salesforce takes only ASCII addresses with a dotted domain)"),
+        # Mailchimp takes addresses up to 255 characters; Salesforce's Email fields hold 80.
+        Rule("Email__c", "max_length", "email address longer than the 80 characters Salesforce allows", 80),
         Rule("MC_Subscriber_Key__c", "unique", "the same member twice in one extract"),
         Rule("Status__c", "in_set", "unknown member status", SUBSCRIBER_STATUSES),
     ]

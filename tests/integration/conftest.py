@@ -27,7 +27,7 @@ OBJECTS = {
                                  "HasOptedOutOfEmail"]),
     "Contact": ("Email", ["FirstName", "LastName", "Phone", "HasOptedOutOfEmail"]),
     "MC_Audience__c": ("MC_Audience_Id__c", ["Name", "Member_Count__c", "Unsubscribe_Count__c"]),
-    "MC_Segment__c": ("MC_Segment_Key__c", ["Name", "Member_Count__c"]),
+    "MC_Segment__c": ("MC_Segment_Key__c", ["Name", "Type__c"]),
     "MC_Segment_Member__c": ("MC_Segment_Member_Key__c", []),
     "MC_Interest__c": ("MC_Interest_Key__c", ["Name", "Category__c"]),
 }
@@ -66,8 +66,10 @@ class Env:
         self.info: dict[str, Any] = self.proc.info
         self.mappings = root / "mappings"
         self.mappings.mkdir(parents=True, exist_ok=True)
+        self.queries = root / "queries"  # no Query Builder files unless a test writes some
+        self.queries.mkdir(parents=True, exist_ok=True)
         self.vars = {**connection_env(self.info), "MCSF_MAPPINGS_DIR": str(self.mappings),
-                     "MCSF_STAGING_URL": f"file://{root / 'staging'}"}
+                     "MCSF_QUERIES_DIR": str(self.queries), "MCSF_STAGING_URL": f"file://{root / 'staging'}"}
         self.lists = sorted(lst["id"] for lst in self.mailchimp().lists.get_all_lists(count=100)["lists"])
         for list_id in self.lists:
             self.write_mapping(list_id, mapping_yaml(list_id))

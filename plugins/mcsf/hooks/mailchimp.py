@@ -67,6 +67,7 @@ class MailchimpApiError(Exception):
         self.errors = errors or []
         self.label = label
         self.bare = bare
+        self.hint = ""  # what to do about it, set by the hook (it knows the connection id)
         super().__init__(status, title, detail, self.errors, label, bare)
 
     @property
@@ -81,6 +82,8 @@ class MailchimpApiError(Exception):
         text = f"{self.label}: {self.status or 'no response'} {self.title}: {self.detail}".lstrip(": ")
         if self.errors:
             text += " [" + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in self.errors) + "]"
+        if self.hint:
+            text += f" — {self.hint}"
         return text
 
 
@@ -255,14 +258,22 @@ class MailchimpHook(BaseHook):
                     try:
                         result = fn(*args, **kwargs)
                     except Exception as err:
-                        raise _api_error(label, err) from None
+                        raise self._with_hint(_api_error(label, err)) from None
                 if isinstance(result, requests.Response):
                     # The client hands back the raw Response when the body is empty, errors included.
                     if not result.ok:
-                        raise _api_error(label, _EmptyBodyError(result.status_code))
+                        raise self._with_hint(_api_error(label, _EmptyBodyError(result.status_code)))
                     return None
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _with_hint(self, err: MailchimpApiError) -> MailchimpApiError:
+        """Tell an analyst what to change when the key itself is refused (revoked, rotated, mistyped):
+        a run cannot recover from that by retrying, and the message should name the connection."""
+        if err.status == 401:
+            err.hint = (f"Mailchimp refused the credentials of Airflow connection {self.mailchimp_conn_id!r}; "
+                        "the API key was probably revoked or rotated: put a valid key in that connection")
+        return err
 
     # -- single resources -----------------------------------------------------------------------
 
@@ -474,18 +485,25 @@ class MailchimpHook(BaseHook):
             before_created_at=_iso(before_created_at),
         )
 
-    def iter_segment_members(self, list_id: str, segment_id: str | int) -> Iterator[list[dict[str, Any]]]:
+    def iter_segment_members(
+        self, list_id: str, segment_id: str | int, *, every_status: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
         """Pages of a segment's members.
 
         :param list_id: the audience id
         :param segment_id: the segment id
+        :param every_status: include cleaned, transactional and unsubscribed members (Mailchimp
+            leaves them out by default), so membership does not change with a member's status
         """
+        flags = {"include_cleaned": True, "include_transactional": True, "include_unsubscribed": True} \
+            if every_status else {}
         return self.iter_pages(
             "GET /lists/{list_id}/segments/{segment_id}/members",
             self.client.lists.get_segment_members_list,
             "members",
             list_id=list_id,
             segment_id=str(segment_id),
+            **flags,
         )
 
     def iter_campaigns(
