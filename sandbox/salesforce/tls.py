@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,8 +12,9 @@ if TYPE_CHECKING:
 def ensure_certs(state_dir: Path) -> tuple[Path, Path, Path]:
     """``(ca.pem, server cert chain pem, server key pem)``, made once per state dir.
 
-    The leaf names ``127.0.0.1`` and ``localhost``; clients trust ``ca.pem`` (``session.verify``
-    or ``REQUESTS_CA_BUNDLE``), never ``verify=False``.
+    The leaf names ``127.0.0.1``, ``localhost`` and any comma-separated names in
+    ``MCSF_SANDBOX_TLS_HOSTNAMES`` (e.g. ``sandbox``, the service name in docker-compose); clients
+    trust ``ca.pem`` (``session.verify`` or ``REQUESTS_CA_BUNDLE``), never ``verify=False``.
     """
     folder = state_dir / "tls"
     ca_path, cert_path, key_path = folder / "ca.pem", folder / "server.pem", folder / "server-key.pem"
@@ -21,7 +23,8 @@ def ensure_certs(state_dir: Path) -> tuple[Path, Path, Path]:
 
         folder.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA(organization_name="mcsf sandbox")
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        extra = [n.strip() for n in os.environ.get("MCSF_SANDBOX_TLS_HOSTNAMES", "").split(",") if n.strip()]
+        leaf = ca.issue_cert("127.0.0.1", "localhost", *extra)
         # write the key before the files that signal "done", so a crash leaves no half set
         leaf.private_key_pem.write_to_path(str(key_path))
         key_path.chmod(0o600)
