@@ -92,6 +92,19 @@ def _sf_name(value: str | None) -> str | None:
     return value
 
 
+def check_merge_tag(tag: str) -> str:
+    """A mappable merge tag (``FNAME``, ``ADDRESS.city``) or ValueError saying what to write instead."""
+    base, dot, part = tag.partition(".")
+    if base.upper() == "EMAIL":
+        raise ValueError("the email address is always synced and cannot be mapped — remove this entry")
+    if not _TAG.fullmatch(base):
+        hint = re.sub(r"[^A-Z0-9_]", "", base.upper())[:10] or "FNAME"
+        raise ValueError(f"merge tag {tag!r} must be 1–10 of A-Z, 0-9 or _ (e.g. {hint!r})")
+    if dot and part not in ADDRESS_PARTS:
+        raise ValueError(f"{tag!r}: after the dot use an address part: {', '.join(ADDRESS_PARTS)}")
+    return tag
+
+
 class FieldMap(_Model):
     """One merge tag <-> Lead and/or Contact field. ``ADDRESS.city`` names one part of an address."""
 
@@ -104,15 +117,7 @@ class FieldMap(_Model):
     @field_validator("merge_tag")
     @classmethod
     def _check_tag(cls, tag: str) -> str:
-        base, dot, part = tag.partition(".")
-        if base.upper() == "EMAIL":
-            raise ValueError("the email address is always synced and cannot be mapped — remove this entry")
-        if not _TAG.fullmatch(base):
-            hint = re.sub(r"[^A-Z0-9_]", "", base.upper())[:10] or "FNAME"
-            raise ValueError(f"merge tag {tag!r} must be 1–10 of A-Z, 0-9 or _ (e.g. {hint!r})")
-        if dot and part not in ADDRESS_PARTS:
-            raise ValueError(f"{tag!r}: after the dot use an address part: {', '.join(ADDRESS_PARTS)}")
-        return tag
+        return check_merge_tag(tag)
 
     _check_fields = field_validator("lead_field", "contact_field")(_sf_name)
 

@@ -25,8 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from mcsf.config import (
-    _TAG,
-    ADDRESS_PARTS,
     ADDRESS_REQUIRED,
     ConfigError,
     ConfigProblem,
@@ -35,6 +33,7 @@ from mcsf.config import (
     _key_path,
     _line_of,
     _load_yaml,
+    check_merge_tag,
     collect_mappings,
 )
 
@@ -130,18 +129,6 @@ def _is_word(ch: str, also: str = "") -> bool:
     return ch.isalnum() or ch == "_" or ch in also
 
 
-def _merge_tag(tag: str) -> str:
-    base, dot, part = tag.partition(".")
-    if base.upper() == "EMAIL":
-        raise ValueError("the email address is always pushed — map another merge tag")
-    if not _TAG.fullmatch(base):
-        hint = re.sub(r"[^A-Z0-9_]", "", base.upper())[:10] or "FNAME"
-        raise ValueError(f"merge tag {tag!r} must be 1–10 of A-Z, 0-9 or _ (e.g. {hint!r})")
-    if dot and part not in ADDRESS_PARTS:
-        raise ValueError(f"{tag!r}: after the dot use an address part: {', '.join(ADDRESS_PARTS)}")
-    return tag
-
-
 def _cross(issues: list[tuple[tuple[str | int, ...], str]]) -> PydanticCustomError:
     """Errors located below the model (``mcsf.config._explain`` expands the ``mcsf_cross`` kind)."""
     summary = "; ".join(f"{_key_path(loc)}: {msg}" for loc, msg in issues)
@@ -199,7 +186,7 @@ class QueryDefinition(BaseModel):
                                "or Account.Name for a parent's field)"))
                 continue
             try:
-                _merge_tag(tag)
+                check_merge_tag(tag)
             except ValueError as err:
                 issues.append(((sf_field,), str(err)))
                 continue

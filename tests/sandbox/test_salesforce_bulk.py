@@ -7,39 +7,15 @@ import io
 import time
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import requests
 from simple_salesforce import Salesforce
 
-from sandbox.salesforce.testing import Running, serve
+from sandbox.salesforce.testing import Running
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 V = "/services/data/v59.0"
-
-
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with serve(tmp_path_factory.mktemp("sf-bulk")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def token(sb: Running) -> str:
-    return sb.token()
-
-
-@pytest.fixture
-def sf(sb: Running, token: str) -> Salesforce:
-    return Salesforce(instance_url=sb.base_url, session_id=token, session=sb.session())
-
-
-@pytest.fixture
-def http(sb: Running, token: str) -> requests.Session:
-    s = sb.session()
-    s.headers["Authorization"] = f"Bearer {token}"
-    return s
 
 
 def rows_of(text: str) -> list[dict[str, str]]:

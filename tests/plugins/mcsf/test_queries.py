@@ -103,7 +103,7 @@ BAD = [
     ("object: Lead\nwhere: Email != null\naudience_id: a1\nstatus_if_new: pending\nfields:\n  FirstName: fname\n", 6,
      "fields.FirstName", ["'fname'", "e.g. 'FNAME'"]),
     ("object: Lead\nwhere: Email != null\naudience_id: a1\nstatus_if_new: pending\nfields:\n  Email: EMAIL\n", 6,
-     "fields.Email", ["always pushed"]),
+     "fields.Email", ["always synced"]),
     ("object: Lead\nwhere: Email != null\naudience_id: a1\nstatus_if_new: pending\nfields:\n  First Name: FNAME\n",
      6, "fields.First Name", ["not a Salesforce field API name"]),
     ("object: Lead\nwhere: Email != null\naudience_id: a1\nstatus_if_new: pending\nfields:\n  FirstName: FNAME\n"
