@@ -22,6 +22,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install lint
+	bash scripts/install-browser.sh
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 demo: install

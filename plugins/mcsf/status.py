@@ -284,12 +284,14 @@ def build_status(summaries: list[dict[str, Any]], runs: list[AirflowRun], dags: 
 
 # -- drawing -----------------------------------------------------------------------------------
 
-def nice_ceiling(value: float) -> int:
-    """The smallest of 1, 2, 5 x 10^k at or above ``value`` (a readable axis maximum)."""
-    if value <= 1:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    return next(int(step * power) for step in (1, 2, 5, 10) if step * power >= value)
+def log_top(value: float) -> int:
+    """The power of ten at or above ``value`` (at least 10): the top of a log-scaled axis."""
+    return 10 ** max(1, math.ceil(math.log10(value))) if value > 1 else 10
+
+
+def log_height(value: float, top: int, height: float) -> float:
+    """Bar height on a ``log10(1 + v)`` scale, so a 500-row first load and a 3-row hour both read."""
+    return height * math.log10(1 + value) / math.log10(1 + top) if value > 0 else 0.0
 
 
 def compact(n: float) -> str:
@@ -329,26 +331,26 @@ def span(window: list[str] | None) -> str:
 @dataclass(frozen=True)
 class Chart:
     width: int = 760
-    left: int = 46
+    left: int = 40
     right: int = 12
-    top: int = 26
-    synced_h: int = 96
-    gap: int = 10
-    rejected_h: int = 38
+    top: int = 28
+    written_h: int = 100
+    gap: int = 12
+    rejected_h: int = 40
     bottom: int = 22
     widest_bar: float = 26.0
 
     @property
     def height(self) -> int:
-        return self.top + self.synced_h + self.gap + self.rejected_h + self.bottom
+        return self.top + self.written_h + self.gap + self.rejected_h + self.bottom
 
 
 def chart_svg(runs: list[dict[str, Any]], since: datetime, until: datetime, *, title: str,
               chart: Chart = Chart()) -> str:
-    """Records written (up) and rejected (a second panel, its own scale) per run, as inline SVG.
+    """Records written (up) and rejected (down, below the gap) per run as inline SVG, log-scaled.
 
-    One bar per run, placed on its data interval; a dry run is an outline (nothing was written);
-    a failed or unfinished Airflow run is a dot on the axis. ``<title>`` elements give the numbers.
+    One bar per run, placed on its data interval; a dry run is an outline of what it would have
+    written; a failed or unfinished Airflow run is a dot in the gap. ``<title>`` gives the numbers.
     """
     c = chart
     plot_w = c.width - c.left - c.right
@@ -358,37 +360,35 @@ def chart_svg(runs: list[dict[str, Any]], since: datetime, until: datetime, *, t
         return c.left + max(0.0, min(1.0, (moment - since).total_seconds() / total)) * plot_w
 
     shown = [r for r in runs if _utc(r["window"][1]) > since and _utc(r["window"][0]) < until]
-    top_w = nice_ceiling(max([changes(r) for r in shown] + [1]))
-    top_r = nice_ceiling(max([r["rejected"] for r in shown] + [1]))
-    base_w = c.top + c.synced_h
+    top_w = log_top(max([changes(r) for r in shown] + [0]))
+    top_r = log_top(max([r["rejected"] for r in shown] + [0]))
+    base_w = c.top + c.written_h
     base_r = base_w + c.gap
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="mcsf-chart" viewBox="0 0 {c.width} {c.height}" '
            f'width="{c.width}" height="{c.height}" role="img" aria-label="{escape(title)}">',
            f"<title>{escape(title)}</title>", _STYLE]
-    out += _axes(c, since, until, x, top_w, top_r, base_w, base_r)
+    out += _axes(c, since, until, x, top_w, top_r)
     for run in sorted(shown, key=lambda r: r["window"][0]):
-        start, end = _utc(run["window"][0]), _utc(run["window"][1])
-        x0, x1 = x(start), x(end)
+        x0, x1 = x(_utc(run["window"][0])), x(_utc(run["window"][1]))
         width = min(max(x1 - x0 - 1.0, 1.0), c.widest_bar)
         left = (x0 + x1) / 2 - width / 2
         tip = escape(f"{span(run['window'])}: {changes(run):,} {'would be ' if run['dry_run'] else ''}written, "
                      f"{run['rejected']:,} rejected; Airflow: {run['state'] or 'no run recorded'}")
-        value = changes(run)
-        if value > 0:
-            h = max(1.0, c.synced_h * value / top_w)
+        if changes(run):
+            h = log_height(changes(run), top_w, c.written_h)
             kind = "mcsf-dry" if run["dry_run"] else "mcsf-written"
             out.append(f'<rect class="{kind}" x="{left:.1f}" y="{base_w - h:.1f}" width="{width:.1f}" '
                        f'height="{h:.1f}"><title>{tip}</title></rect>')
-        if run["rejected"] > 0:
-            h = max(1.0, c.rejected_h * run["rejected"] / top_r)
+        if run["rejected"]:
+            h = log_height(run["rejected"], top_r, c.rejected_h)
             out.append(f'<rect class="mcsf-rejected" x="{left:.1f}" y="{base_r:.1f}" width="{width:.1f}" '
                        f'height="{h:.1f}"><title>{tip}</title></rect>')
         if run["state"] in ("failed", "running", "queued"):
             kind = "mcsf-failed" if run["state"] == "failed" else "mcsf-pending"
-            out.append(f'<circle class="{kind}" cx="{(x0 + x1) / 2:.1f}" cy="{base_w + c.gap / 2:.1f}" r="3.5">'
+            out.append(f'<circle class="{kind}" cx="{(x0 + x1) / 2:.1f}" cy="{base_w + c.gap / 2:.1f}" r="4">'
                        f"<title>{tip}</title></circle>")
     if not shown:
-        out.append(f'<text class="mcsf-empty" x="{c.left + plot_w / 2:.0f}" y="{c.top + c.synced_h / 2:.0f}" '
+        out.append(f'<text class="mcsf-empty" x="{c.left + plot_w / 2:.0f}" y="{c.top + c.written_h / 2:.0f}" '
                    f'text-anchor="middle">No runs since {since:%b %d %H:%M} UTC</text>')
     out += _legend(c, any(r["dry_run"] for r in shown), any(r["state"] == "failed" for r in shown))
     out.append("</svg>")
@@ -397,47 +397,52 @@ def chart_svg(runs: list[dict[str, Any]], since: datetime, until: datetime, *, t
 
 _STYLE = """<style>
 .mcsf-chart text{font:11px system-ui,-apple-system,"Segoe UI",sans-serif;fill:var(--mcsf-muted,#5b6472)}
-.mcsf-chart .mcsf-grid{stroke:var(--mcsf-grid,#e3e7ee);stroke-width:1}
+.mcsf-chart .mcsf-grid{stroke:var(--mcsf-grid,#e8ebf1);stroke-width:1}
 .mcsf-chart .mcsf-axis{stroke:var(--mcsf-axis,#9aa3b2);stroke-width:1}
 .mcsf-chart .mcsf-written{fill:var(--mcsf-written,#1f8a70)}
-.mcsf-chart .mcsf-dry{fill:none;stroke:var(--mcsf-written,#1f8a70);stroke-dasharray:2 1.5}
+.mcsf-chart .mcsf-dry{fill:var(--mcsf-card,#fff);stroke:var(--mcsf-written,#1f8a70);stroke-width:1.2;
+  stroke-dasharray:2 1.5}
 .mcsf-chart .mcsf-rejected{fill:var(--mcsf-rejected,#d64545)}
-.mcsf-chart .mcsf-failed{fill:var(--mcsf-rejected,#d64545);stroke:#fff;stroke-width:1}
+.mcsf-chart .mcsf-failed{fill:var(--mcsf-rejected,#d64545);stroke:var(--mcsf-card,#fff);stroke-width:1.5}
 .mcsf-chart .mcsf-pending{fill:var(--mcsf-axis,#9aa3b2)}
 .mcsf-chart .mcsf-empty{font-size:13px}
-.mcsf-chart rect:hover{opacity:.75}
+.mcsf-chart .mcsf-panel{font-size:10px;letter-spacing:.04em;text-transform:uppercase}
+.mcsf-chart rect[class]:hover,.mcsf-chart circle:hover{opacity:.7}
 </style>"""
 
 
-def _axes(c: Chart, since: datetime, until: datetime, x: Any, top_w: int, top_r: int, base_w: int,
-          base_r: int) -> list[str]:
+def _axes(c: Chart, since: datetime, until: datetime, x: Any, top_w: int, top_r: int) -> list[str]:
     right = c.width - c.right
+    base_w, base_r = c.top + c.written_h, c.top + c.written_h + c.gap
     out = []
-    for frac in (0.5, 1.0):
-        y = base_w - c.synced_h * frac
+    tick = 1
+    while tick <= top_w:  # 1, 10, 100 ... on the written panel
+        y = base_w - log_height(tick, top_w, c.written_h)
         out.append(f'<line class="mcsf-grid" x1="{c.left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        out.append(f'<text x="{c.left - 6}" y="{y + 4:.1f}" text-anchor="end">{compact(top_w * frac)}</text>')
-    out.append(f'<text x="{c.left - 6}" y="{base_r + c.rejected_h:.1f}" text-anchor="end">{compact(top_r)}</text>')
-    out.append(f'<line class="mcsf-grid" x1="{c.left}" x2="{right}" y1="{base_r + c.rejected_h}" '
-               f'y2="{base_r + c.rejected_h}"/>')
+        out.append(f'<text x="{c.left - 6}" y="{y + 4:.1f}" text-anchor="end">{compact(tick)}</text>')
+        tick *= 10
+    bottom = base_r + c.rejected_h
+    out.append(f'<line class="mcsf-grid" x1="{c.left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+    out.append(f'<text x="{c.left - 6}" y="{bottom + 4}" text-anchor="end">{compact(top_r)}</text>')
     days = max(1, math.ceil((until - since).total_seconds() / 86400))
     every = 1 if days <= 10 else 2 if days <= 20 else 7
     midnight = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     index = 0
     while midnight < until:
         px = x(midnight)
-        out.append(f'<line class="mcsf-grid" x1="{px:.1f}" x2="{px:.1f}" y1="{c.top}" y2="{base_r + c.rejected_h}"/>')
+        out.append(f'<line class="mcsf-grid" x1="{px:.1f}" x2="{px:.1f}" y1="{c.top}" y2="{bottom}"/>')
         if index % every == 0:
             out.append(f'<text x="{px:.1f}" y="{c.height - 6}" text-anchor="middle">{midnight:%b %d}</text>')
         midnight += timedelta(days=1)
         index += 1
     out.append(f'<line class="mcsf-axis" x1="{c.left}" x2="{right}" y1="{base_w}" y2="{base_w}"/>')
     out.append(f'<line class="mcsf-axis" x1="{c.left}" x2="{right}" y1="{base_r}" y2="{base_r}"/>')
+    out.append(f'<text class="mcsf-panel" x="{right}" y="17" text-anchor="end">log scale</text>')
     return out
 
 
 def _legend(c: Chart, dry: bool, failed: bool) -> list[str]:
-    items = [("mcsf-written", "rect", "written to Salesforce"), ("mcsf-rejected", "rect", "rejected (own scale)")]
+    items = [("mcsf-written", "rect", "written to Salesforce"), ("mcsf-rejected", "rect", "rejected")]
     if dry:
         items.append(("mcsf-dry", "rect", "dry run (would write)"))
     if failed:
@@ -445,11 +450,11 @@ def _legend(c: Chart, dry: bool, failed: bool) -> list[str]:
     out, px = [], c.left
     for kind, shape, label in items:
         if shape == "rect":
-            out.append(f'<rect class="{kind}" x="{px}" y="8" width="10" height="10"/>')
+            out.append(f'<rect class="{kind}" x="{px}" y="7" width="11" height="11" rx="2"/>')
         else:
-            out.append(f'<circle class="{kind}" cx="{px + 5}" cy="13" r="4"/>')
-        out.append(f'<text x="{px + 15}" y="17">{label}</text>')
-        px += 30 + 6 * len(label)
+            out.append(f'<circle class="{kind}" cx="{px + 5.5}" cy="12.5" r="4.5"/>')
+        out.append(f'<text x="{px + 16}" y="17">{label}</text>')
+        px += 34 + int(5.8 * len(label))
     return out
 
 
