@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ SUBSCRIBER_FIELDS = {
 }
 SUBSCRIBER_LENGTHS = {"Name": 80, "First_Name__c": 80, "Last_Name__c": 80, "Language__c": 10}
 NUMERIC = {"double", "int", "currency", "percent"}
+# Passed to pandas as its pattern text, not compiled: text then stays in pyarrow (RE2), not a Python loop.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -141,23 +143,76 @@ def _canonical_date(value: Any) -> str | None:
 
 
 def canonical_series(values: pd.Series, sf_type: str, label: str) -> tuple[pd.Series, pd.Series]:
-    """Vectorised-enough :func:`canonical` over a column: (values, per-row error text or None).
+    """:func:`canonical` over a column: (values, per-row error text or None), same results per value.
+
+    Performance (million-row extracts): each *distinct* value is canonicalised once (names, phones,
+    ratings, flags repeat a lot); text is cleaned in vectorised passes; datetimes in the form the
+    APIs send are parsed and formatted in vectorised passes; the rest goes value by value.
 
     :param label: how the reject reason names the source, e.g. ``"merge field PHONE -> Lead.Phone"``
     """
+    codes, uniques = _distinct(values)
+
+    def per_row(per_value: np.ndarray) -> pd.Series:  # code -1 (no value) picks the appended None
+        return pd.Series(np.append(per_value, None)[codes], index=values.index, dtype=object)
+
+    no_errors = pd.Series(np.full(len(values), None, dtype=object), index=values.index, dtype=object)
     if sf_type not in NUMERIC | {"boolean", "datetime", "date"}:
-        text = values.astype("string").str.replace(_CONTROL, "", regex=True).str.strip()
-        return text.where(text.str.len() > 0, None).astype(object), pd.Series(None, index=values.index, dtype=object)
-    out: list[str | None] = []
-    errors: list[str | None] = []
-    for value in values.tolist():
+        text = uniques.astype("string").str.replace(_CONTROL.pattern, "", regex=True).str.strip()
+        return per_row(text.where(text.str.len() > 0, None).to_numpy(dtype=object)), no_errors
+    out = np.full(len(uniques), None, dtype=object)
+    errors = np.full(len(uniques), None, dtype=object)
+    rest = np.ones(len(uniques), dtype=bool)
+    if sf_type == "datetime" and len(uniques):
+        rest = ~_fast_datetimes(uniques, out)
+    positions = np.flatnonzero(rest)
+    failed = False
+    for pos, value in zip(positions.tolist(), uniques.iloc[positions].to_numpy(dtype=object).tolist(), strict=True):
         try:
-            out.append(canonical(value, sf_type))
-            errors.append(None)
+            out[pos] = canonical(value, sf_type)
         except ValueError as err:
-            out.append(None)
-            errors.append(f"{label}: {err}")
-    return pd.Series(out, index=values.index, dtype=object), pd.Series(errors, index=values.index, dtype=object)
+            errors[pos], failed = f"{label}: {err}", True
+    return per_row(out), (per_row(errors) if failed else no_errors)
+
+
+def _distinct(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """``(codes, distinct values)``; every value when they mostly differ or mix types (1 == 1.0 == True)."""
+    sample = pd.unique(values.iloc[:10_000].to_numpy(dtype=object))
+    if len(sample) <= 5_000 and pd.api.types.infer_dtype(sample, skipna=True) in _DEDUPE_SAFE:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        if pd.api.types.infer_dtype(uniques, skipna=True) in _DEDUPE_SAFE:
+            return np.asarray(codes), pd.Series(uniques)
+    every = values.reset_index(drop=True)
+    return np.where(every.isna().to_numpy(), -1, np.arange(len(every))), every
+
+
+#: Value kinds whose distinct values canonicalise like every copy of them (no 1 == 1.0 == True mix).
+_DEDUPE_SAFE = frozenset({"string", "integer", "floating", "boolean", "empty", "decimal", "date", "datetime"})
+#: ISO 8601 as the APIs send it (1970 on, whole offsets): these parse the same in pandas and Python.
+_ISO_DATETIME = r"(?:19[7-9]\d|2\d{3})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:?\d{2})"
+
+
+def _fast_datetimes(values: pd.Series, out: np.ndarray) -> np.ndarray:
+    """Canonicalise the common datetime strings into ``out`` at once; returns which were done."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = values.astype("string")
+    plain = text.str.fullmatch(_ISO_DATETIME).fillna(False).to_numpy(dtype=bool, copy=True)
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) != "string":
+        plain &= values.map(type).eq(str).to_numpy()  # only str values take this path
+    if not plain.any():
+        return plain
+    parsed = pd.to_datetime(text[plain], format="ISO8601", utc=True, errors="coerce")  # takes +0000 too
+    ok = parsed.notna().to_numpy()
+    naive = pa.array(parsed[ok].to_numpy(dtype="datetime64[ms]"))  # UTC wall time, cut to milliseconds
+    stamps = pc.binary_join_element_wise(pc.replace_substring(pc.cast(naive, pa.string()), " ", "T",
+                                                              max_replacements=1), "Z", "")
+    rows = np.flatnonzero(plain)[ok]
+    out[rows] = stamps.to_numpy(zero_copy_only=False)
+    done = np.zeros(len(values), dtype=bool)
+    done[rows] = True
+    return done
 
 
 def to_subscribers(members: pd.DataFrame, mapping: AudienceMapping) -> pd.DataFrame:
@@ -190,9 +245,10 @@ def to_subscribers(members: pd.DataFrame, mapping: AudienceMapping) -> pd.DataFr
     frame["Language__c"] = language.astype("string").str.slice(0, 10)
     frame["Tags__c"] = members.get("tags", pd.Series(None, index=members.index)).astype("string")
     interests = members.get("interests", pd.Series(None, index=members.index)).astype("string").fillna("")
-    frame["Interests__c"] = interests.map(
-        lambda ids: ";".join(f"{mapping.audience_id}:{i}" for i in ids.split(";") if i) or None
-    )
+    # Once per distinct combination of interests (a handful per audience), not once per member.
+    codes, combos = pd.factorize(interests)
+    keyed = [";".join(f"{mapping.audience_id}:{i}" for i in ids.split(";") if i) or None for ids in combos]
+    frame["Interests__c"] = pd.Series(np.asarray([*keyed, None], dtype=object)[codes], index=members.index)
     for column in ("Name", "Email__c", "First_Name__c", "Last_Name__c", "Language__c", "Tags__c", "Interests__c"):
         frame[column] = frame[column].astype(object).where(frame[column].notna() & (frame[column] != ""), None)
     frame["_email_norm"] = email.str.lower()
@@ -231,7 +287,7 @@ def _merge_text(members: pd.DataFrame, tag: str) -> pd.Series:
     column = members.get(f"merge.{tag}")
     if column is None:
         return pd.Series(None, index=members.index, dtype="string")
-    return column.astype("string").str.replace(_CONTROL, "", regex=True).str.strip()
+    return column.astype("string").str.replace(_CONTROL.pattern, "", regex=True).str.strip()
 
 
 def _join_reasons(reasons: pd.Series, errors: pd.Series) -> pd.Series:
@@ -283,6 +339,15 @@ def diff(desired: pd.DataFrame, existing: pd.DataFrame, key: str, types: dict[st
 def _text(values: pd.Series) -> pd.Series:
     """Values as text with every kind of missing as one marker, for a first equality pass."""
     return values.astype(object).where(values.notna(), "\0").map(str)
+
+
+def loose_canonical_series(values: pd.Series, sf_type: str) -> pd.Series:
+    """:func:`loose_canonical` over a column: values that are not of the type stay as their text."""
+    out, errors = canonical_series(values, sf_type, "")
+    bad = np.flatnonzero(errors.notna().to_numpy())
+    if len(bad):
+        out.iloc[bad] = [str(v) for v in values.to_numpy(dtype=object)[bad]]
+    return out
 
 
 def loose_canonical(value: Any, sf_type: str) -> str | None:

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -85,8 +86,12 @@ def validate_rows(frame: pd.DataFrame, rules: Iterable[Rule], *, reasons_column:
     reasons: dict[int, list[str]] = {}
     failures: Counter[str] = Counter()
     if reasons_column and reasons_column in frame.columns:
-        for pos, text in enumerate(frame[reasons_column].tolist()):
-            if isinstance(text, str) and text:
+        texts = frame[reasons_column].to_numpy(dtype=object)
+        # Only rows that carry a reason are visited (a million rows, a few hundred reasons).
+        given = pd.Series(texts, dtype=object).astype("string").str.len().gt(0).fillna(False).to_numpy(dtype=bool)
+        for pos in np.flatnonzero(given).tolist():
+            text = texts[pos]
+            if isinstance(text, str):
                 reasons.setdefault(pos, []).extend(text.split("; "))
                 for part in text.split("; "):
                     failures[_general(part)] += 1
@@ -111,33 +116,65 @@ def _general(reason: str) -> str:
 
 
 def _run_suite(frame: pd.DataFrame, rules: list[Rule]) -> list[list[int]]:
-    """Run one GX suite over ``frame``; returns the failing row positions per rule."""
+    """Run the rules as GX expectations over ``frame``; returns the failing row positions per rule.
+
+    Performance (a million rows in seconds, not minutes): a value rule's verdict depends on the
+    value alone, so each column's value rules run on the column's *distinct* values (names,
+    statuses, phones repeat a lot) in a two-column frame of its own, and failing values are mapped
+    back to rows; ``unique`` runs on the column's integer codes. Narrow frames also spare GX the
+    copies of the whole frame it makes per metric. One ephemeral context serves every frame.
+    """
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    data = frame[[*{r.column for r in rules}]].copy()
-    data[ROW] = range(len(frame))
-    for rule in rules:  # GX checks strings; Salesforce text arrives as object columns
-        if rule.kind in {"email", "max_length"}:
-            data[rule.column] = data[rule.column].astype(object)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    batch = context.data_sources.add_pandas("mcsf").add_dataframe_asset("rows")
-    definition = batch.add_batch_definition_whole_dataframe("all")
-    suite = context.suites.add(gx.ExpectationSuite(name="mcsf_rows", expectations=[_expectation(r) for r in rules]))
-    run = context.validation_definitions.add(gx.ValidationDefinition(name="mcsf_rows", data=definition, suite=suite))
+    source = context.data_sources.add_pandas("mcsf")
+    by_column: dict[str, list[int]] = {}
+    for i, rule in enumerate(rules):
+        by_column.setdefault(rule.column, []).append(i)
+    out: list[list[int]] = [[] for _ in rules]
+    for n, (column, indexes) in enumerate(by_column.items()):
+        series = frame[column].reset_index(drop=True)
+        unique_rules = [i for i in indexes if rules[i].kind == "unique"]
+        value_rules = [i for i in indexes if rules[i].kind != "unique"]
+        many = len(pd.unique(series.iloc[:10_000].to_numpy(dtype=object))) > 5_000  # emails, keys: no repeats
+        if unique_rules or not many:
+            codes, uniques = pd.factorize(series, use_na_sentinel=True)
+            codes = np.asarray(codes)
+        if value_rules:
+            if many:  # every row as it is
+                values, back = series, None
+            else:  # each distinct value once; nulls stay visible to not_null as one null value
+                values = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
+                back = np.where(codes < 0, len(uniques), codes)
+            if pd.api.types.infer_dtype(values, skipna=True) == "string":
+                values = values.astype("string")  # GX's string checks run in pyarrow then
+            found = _run(gx, context, source, f"v{n}", pd.DataFrame({column: values, ROW: range(len(values))}),
+                         [rules[i] for i in value_rules])
+            for i, failing in zip(value_rules, found, strict=True):
+                out[i] = failing if back is None or not failing else np.flatnonzero(np.isin(back, failing)).tolist()
+        if unique_rules:
+            keys = pd.array(codes, dtype="Int64")
+            keys[codes < 0] = pd.NA  # missing keys are skipped, as GX skips nulls
+            found = _run(gx, context, source, f"u{n}", pd.DataFrame({column: keys, ROW: range(len(frame))}),
+                         [rules[i] for i in unique_rules])
+            for i, failing in zip(unique_rules, found, strict=True):
+                out[i] = failing
+    return out
+
+
+def _run(gx: Any, context: Any, source: Any, name: str, data: pd.DataFrame, rules: list[Rule]) -> list[list[int]]:
+    """One GX validation of ``rules`` over ``data``; the failing ``ROW`` values per rule, sorted."""
+    definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[_expectation(r) for r in rules]))
+    run = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=definition, suite=suite))
     result = run.run(
         batch_parameters={"dataframe": data},
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
     )
-    out: list[list[int]] = []
-    for outcome in result.results:
-        if outcome.success:
-            out.append([])
-            continue
-        listed = outcome.result.get("unexpected_index_list") or []
-        out.append(sorted({int(item[ROW]) for item in listed}))
-    return out
+    return [[] if outcome.success else sorted({int(item[ROW]) for item in outcome.result.get("unexpected_index_list")
+                                                or []}) for outcome in result.results]
 
 
 TEXT_TYPES = {"string", "textarea", "email", "phone", "url", "picklist", "combobox"}

@@ -43,6 +43,7 @@ CLEAR = "#N/A"  # a cell value meaning "set this field to null" (Bulk 2.0's own 
 COMPOSITE_BATCH = 200  # sObject Collections take at most 200 records per request
 BULK_JOB_REQUESTS = 6  # create, upload, close, poll, successfulResults, failedResults
 BULK_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+BULK_ROWS_PER_SECOND = 20_000  # a guess at Bulk 2.0 ingest speed, only to time the first status poll
 TRANSIENT_ROW_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE"})
 Operation = Literal["insert", "update", "upsert", "delete"]
 Via = Literal["auto", "composite", "bulk"]
@@ -127,6 +128,7 @@ class McsfSalesforceHook(SalesforceHook):
         super().__init__(salesforce_conn_id=salesforce_conn_id, session_id=session_id)
         self.session: RetryingSession = RetryingSession(self.log, endpoint_key, _replay_safe)
         self._describes: dict[str, dict[str, Any]] = {}
+        self._object_names: set[str] | None = None
 
     @property
     def requests_used(self) -> RequestCounter:
@@ -216,6 +218,12 @@ class McsfSalesforceHook(SalesforceHook):
         raise AssertionError("unreachable")
 
     # -- reads ----------------------------------------------------------------------------------
+
+    def object_names(self) -> set[str]:
+        """Names of the objects the org lets this user see (describeGlobal, fetched once per hook)."""
+        if self._object_names is None:
+            self._object_names = {o["name"] for o in self._request("GET", "sobjects/").json()["sobjects"]}
+        return self._object_names
 
     def describe(self, object_name: str) -> dict[str, Any]:
         """The object's describe, fetched once per hook.
@@ -312,10 +320,16 @@ class McsfSalesforceHook(SalesforceHook):
             return pd.DataFrame({c: pd.Series(dtype="string") for c in _select_list(soql)})
         return pd.concat(frames, ignore_index=True)
 
-    def _wait_for_job(self, kind: str, job_id: str) -> dict[str, Any]:
-        """Poll a Bulk 2.0 job until it completes: 0.5 s first, then 1.5 times longer, at most 5 s."""
+    def _wait_for_job(self, kind: str, job_id: str, rows: int = 0) -> dict[str, Any]:
+        """Poll a Bulk 2.0 job until it completes: 0.5 s first, then 1.5 times longer, at most 5 s.
+
+        :param rows: rows uploaded to an ingest job. A big job is first polled when it could be done
+            (at :data:`BULK_ROWS_PER_SECOND`), then every 5 s or a quarter of that: a million rows
+            take a few polls, not dozens (each is a request against the org's daily API limit).
+        """
         deadline = time.monotonic() + self.job_timeout_seconds
-        delay = 0.5
+        delay = max(0.5, min(rows / BULK_ROWS_PER_SECOND, 60.0))
+        most = max(5.0, delay / 4)
         while True:
             time.sleep(delay)
             info = self._request("GET", f"jobs/{kind}/{job_id}").json()
@@ -331,7 +345,7 @@ class McsfSalesforceHook(SalesforceHook):
                 raise SalesforceBulkJobError(
                     f"Bulk 2.0 {kind} job {job_id} still {state} after {self.job_timeout_seconds:.0f} s"
                 )
-            delay = min(delay * 1.5, 5.0)
+            delay = min(delay * 1.5, most)
 
     def _abort_job(self, kind: str, job_id: str) -> None:
         try:
@@ -507,21 +521,20 @@ class McsfSalesforceHook(SalesforceHook):
     ) -> list[tuple[str | None, bool, str | None]]:
         """Bulk 2.0 ingest: one job per <= 100 MB of CSV; results matched back to rows by content."""
         header = ["Id"] if operation == "delete" else [str(c) for c in part.columns]
-        writer = _CsvLines()
-        head_text = writer.line(header)
+        head_text = _CsvLines().line(header)
+        # Column at a time in pyarrow, not cell by cell: a million rows are a few seconds, not a minute.
+        all_lines, all_sizes = _csv_lines([_csv_column(part[c]) for c in header]) if len(part) else ([], [])
         outcomes: list[tuple[str | None, bool, str | None]] = []
         lines: list[str] = []
         size = len(head_text.encode())
-        columns = [part[c].tolist() for c in header]  # tolist() unboxes numpy scalars once per column
-        for row in zip(*columns, strict=True):
-            line = writer.line([_csv_cell(v) for v in row])
-            if lines and size + len(line.encode()) > BULK_MAX_UPLOAD_BYTES:
+        for line, line_size in zip(all_lines, all_sizes, strict=True):
+            if lines and size + line_size > BULK_MAX_UPLOAD_BYTES:
                 outcomes += self._bulk_job(
                     operation, object_name, external_id_field, header, head_text, lines
                 )
                 lines, size = [], len(head_text.encode())
             lines.append(line)
-            size += len(line.encode())
+            size += line_size
         if lines:
             outcomes += self._bulk_job(operation, object_name, external_id_field, header, head_text, lines)
         return outcomes
@@ -556,7 +569,7 @@ class McsfSalesforceHook(SalesforceHook):
         except BaseException:
             self._abort_job("ingest", job_id)  # leave no open job behind
             raise
-        info = self._wait_for_job("ingest", job_id)
+        info = self._wait_for_job("ingest", job_id, rows=len(lines))
         # Result order is not guaranteed: find each row again by the values it was sent with,
         # written back into a CSV line the same way.
         waiting: dict[str, list[int]] = {}
@@ -567,24 +580,29 @@ class McsfSalesforceHook(SalesforceHook):
         ] * len(lines)
         failed = int(info.get("numberRecordsFailed") or 0)
         succeeded = int(info.get("numberRecordsProcessed") or 0) - failed
-        writer, unmatched = _CsvLines(), 0
+        unmatched = 0
         for kind, count in (("successfulResults", succeeded), ("failedResults", failed)):
             if count <= 0:
                 continue
             text = self._request("GET", f"jobs/ingest/{job_id}/{kind}", headers={"Accept": "text/csv"}).text
-            reader = csv.reader(io.StringIO(text))
-            names = next(reader, [])
-            at = {name: i for i, name in enumerate(names)}
-            for record in reader:
-                positions = waiting.get(writer.line([record[at[c]] if c in at else "" for c in header]))
+            import pandas as pd
+            import pyarrow as pa
+
+            got = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+            if got.empty:
+                continue
+            blank = pa.array([""] * len(got), type=pa.string())
+            rebuilt, _ = _csv_lines([pa.array(got[c].to_numpy(dtype=object), type=pa.string()) if c in got else blank
+                                     for c in header])
+            for first, second, line in zip(got.iloc[:, 0].tolist(), got.iloc[:, 1].tolist(), rebuilt, strict=True):
+                positions = waiting.get(line)
                 if not positions:
                     unmatched += 1
                     continue
-                first, second = record[0] or None, record[1]
                 if kind == "successfulResults":
-                    outcomes[positions.pop(0)] = (first, second == "true", None)
+                    outcomes[positions.pop(0)] = (first or None, second == "true", None)
                 else:
-                    outcomes[positions.pop(0)] = (first, False, second or "UNKNOWN:")
+                    outcomes[positions.pop(0)] = (first or None, False, second or "UNKNOWN:")
         if unmatched:
             self.log.warning("Bulk 2.0 job %s: %s result rows matched no submitted row", job_id, unmatched)
         return outcomes
@@ -686,6 +704,40 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+_DISTINCT_SAFE = frozenset({"integer", "floating", "boolean", "datetime", "datetime64", "date", "decimal", "empty"})
+
+
+def _csv_column(values: pd.Series) -> Any:
+    """A column's cells as :func:`_csv_cell` makes them, as a pyarrow string array.
+
+    Text goes through as is (missing: empty); other values are converted once per distinct value
+    (a rating, a flag, a date repeats), unless kinds mix (``1 == True`` would merge them).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "string":
+        return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True).fill_null("")
+    raw = values.to_numpy(dtype=object)
+    if kind in _DISTINCT_SAFE:
+        codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+        cells = [_csv_cell(v) for v in uniques] + [""]  # code -1, a missing value, takes the last: empty
+        return pa.array([cells[c] for c in codes.tolist()], type=pa.string())
+    return pa.array([_csv_cell(v) for v in raw.tolist()], type=pa.string())
+
+
+def _csv_lines(columns: list[Any]) -> tuple[list[str], list[int]]:
+    """Rows as CSV lines (QUOTE_ALL, ``""`` for a quote, LF), as :class:`_CsvLines` writes them; and
+    their sizes in bytes."""
+    import pyarrow.compute as pc
+
+    quoted = [pc.binary_join_element_wise('"', pc.replace_substring(c, '"', '""'), '"', "") for c in columns]
+    joined = pc.binary_join_element_wise(*quoted, ",") if len(quoted) > 1 else quoted[0]
+    lines = pc.binary_join_element_wise(joined, "\n", "")
+    return lines.to_pylist(), pc.binary_length(lines).to_pylist()
 
 
 class _CsvLines:
