@@ -36,6 +36,8 @@ _RATING_OPS = {"is": "=", "not": "<>", "greater": ">", "less": "<"}
 
 def condition_sql(cond: dict[str, Any]) -> tuple[str, list[Any]]:
     """One Mailchimp segment condition as a SQL predicate over ``members``."""
+    if not isinstance(cond, dict):  # a list or a string here was a 500 (found by fuzzing); Mailchimp says 400
+        raise invalid(VALIDATION_DETAIL, [{"field": "options.conditions", "message": "Schema describes object"}])
     kind, op, value = cond.get("condition_type"), cond.get("op"), cond.get("value")
     if kind in ("EmailAddress", "TextMerge") and op in _TEXT_OPS:
         tag = str(cond.get("field", "")).upper()
@@ -48,7 +50,7 @@ def condition_sql(cond: dict[str, Any]) -> tuple[str, list[Any]]:
         sql = _TEXT_OPS[op].format(c=column)
         return sql, [] if op.startswith("blank") else [str(value)]
     if kind == "MemberRating" and op in _RATING_OPS:
-        return f"member_rating {_RATING_OPS[op]} ?", [int(value)]
+        return f"member_rating {_RATING_OPS[op]} ?", [_integer(value)]
     if kind == "Interests" and op in ("interestcontains", "interestcontainsall", "interestnotcontains"):
         ids = value if isinstance(value, list) else [value]
         joiner = " AND " if op == "interestcontainsall" else " OR "
@@ -56,9 +58,18 @@ def condition_sql(cond: dict[str, Any]) -> tuple[str, list[Any]]:
         return (f"NOT {sql}" if op == "interestnotcontains" else sql), [f",{i}," for i in ids]
     if kind == "StaticSegment" and op in ("static_is", "static_not"):
         sql = "seq IN (SELECT member_seq FROM segment_members WHERE segment_id = ?)"
-        return (sql if op == "static_is" else f"NOT {sql}"), [int(value)]
+        return (sql if op == "static_is" else f"NOT {sql}"), [_integer(value)]
     raise invalid(VALIDATION_DETAIL, [{"field": "options.conditions",
                                        "message": f"Unsupported condition {kind!r} with op {op!r}."}])
+
+
+def _integer(value: Any) -> int:
+    """A condition's number; anything else is the 400 Mailchimp gives (``int()`` alone made a 500)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise invalid(VALIDATION_DETAIL, [{"field": "options.conditions.value",
+                                           "message": "This value should be a number."}]) from None
 
 
 def _membership(seg: sqlite3.Row) -> tuple[str, list[Any]]:

@@ -159,7 +159,7 @@ def create_app(state_dir: Path, controls: Controls, base_url: str) -> Any:
     :param controls: shared latency/fault/count knobs (``controls.rate("lock")`` fails bulk rows)
     :param base_url: the ``https://127.0.0.1:PORT`` clients use; returned as ``instance_url``
     """
-    from sandbox.salesforce import auth, bulk2_routes, composite, private, rest
+    from sandbox.salesforce import auth, bulk1, bulk2_routes, composite, private, rest
 
     metadata = os.environ.get("MCSF_SF_METADATA")
     store = Store(Path(state_dir), Path(metadata) if metadata else None)
@@ -173,6 +173,7 @@ def create_app(state_dir: Path, controls: Controls, base_url: str) -> Any:
     rest.install(app, org)
     composite.install(app)
     bulk2_routes.install(app, org)
+    bulk1.install(app, org)  # for SalesforceBulkOperator, which speaks Bulk 1.0 only
     auth.install(app)
     private.install(app, org)
     return ControlsMiddleware(LimitsMiddleware(app, limits), controls, error_body)
