@@ -48,14 +48,20 @@ def _requests(mc: Any = None, sf: Any = None, before: dict[str, int] | None = No
 def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = None, full_resync: bool = False,
               dry_run: bool = False, modes: tuple[SyncMode, ...] = (SyncMode.ACTIVITY, SyncMode.SUBSCRIBERS_ONLY),
               dag_id: str = DAG_ID) -> list[dict[str, Any]]:
-    """Check every mapping against both systems, create declared merge fields, stage the run's
-    metadata (Salesforce describes; per audience its stats and interests) and return one small
-    dict per audience to sync. Raises with every problem listed when anything is wrong.
+    """Check the mappings against both systems, create declared merge fields, stage per audience
+    what mapping it needs (stats; Salesforce describes and interests) and return one small dict per
+    audience to sync. Raises with every problem listed when anything is wrong; nothing is written then.
+
+    The hourly sync checks in full (role, merge fields, Salesforce fields) the audiences whose load
+    is full (first load, mapping changed, ``full_resync``); the others are only looked up, and
+    ``extract`` checks them in full once it finds changed members. An hour with nothing changed
+    then costs one Mailchimp request for all audiences and one Salesforce login and query here.
 
     :param audiences: audience ids or mapping names to restrict the run to (None: all enabled)
     """
     from airflow.sdk.exceptions import AirflowFailException
 
+    from mcsf.extract import sync_state_records
     from mcsf.preflight import run_preflight
 
     window = Window(start, end)
@@ -67,32 +73,22 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
             raise AirflowFailException(f"audiences param names unknown or disabled audiences: {sorted(unknown)}")
         mappings = [m for m in mappings if m.audience_id in wanted or m.label in wanted]
     mc, sf = hooks()
-    report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run)
+    state, deep = _sync_state(sf, mappings, full_resync) if dag_id == DAG_ID else (None, None)
+    report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run, deep=deep)
     if dag_id == DAG_ID:  # the hourly DAG ends with the Query Builder: check its files up front too
         from mcsf.querybuilder import check_queries
 
         report.problems += check_queries(sf, mc)
-    for warning in report.warnings:
-        log.warning("%s", warning)
-    if report.problems:
-        for problem in report.problems:
-            log.error("%s", problem)
-        raise AirflowFailException(f"preflight found {len(report.problems)} problem(s); nothing was written:\n"
-                                   + "\n".join(str(p) for p in report.problems))
-    run_stage = Stage.for_run(dag_id, window, "_run")
-    run_stage.write_json("describes", {obj: _slim_describe(sf.describe(obj)) for obj in DESCRIBED})
+    _raise_on_problems(report)
     out = []
     for mapping in mappings:
-        info = report.lists.get(mapping.audience_id) or mc.get_list(mapping.audience_id)
+        checked = deep is None or mapping.audience_id in deep
+        info = report.lists[mapping.audience_id]
         stats = info.get("stats", {})
-        interests = [
-            {"category_id": c["id"], "category": c.get("title"), "interest_id": i["id"], "name": i.get("name"),
-             "subscriber_count": i.get("subscriber_count")}
-            for c in mc.list_interest_categories(mapping.audience_id)
-            for i in mc.list_interests(mapping.audience_id, c["id"])
-        ]
         stage = Stage.for_run(dag_id, window, mapping.audience_id)
-        stage.write_json("audience", {"name": info.get("name"), "stats": stats, "interests": interests})
+        stage.write_json("audience", {"name": info.get("name"), "stats": stats, "interests": None})
+        if checked:
+            _stage_metadata(mc, sf, mapping, stage)
         out.append({
             "audience_id": mapping.audience_id,
             "name": mapping.label,
@@ -101,13 +97,56 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
             + int(stats.get("cleaned_count", 0)),
             "window": [start.isoformat(), end.isoformat()],
             "stage": stage.url,
-            "run_stage": run_stage.url,
             "full_resync": full_resync,
             "dry_run": dry_run,
+            "checked": checked,
+            "lists": {mapping.audience_id: info},  # for extract's check: this audience is in the account
+            "sync_state": None if state is None else sync_state_records(state[mapping.audience_id]),
         })
-    log.info("SUMMARY preflight: %s audience(s) ready, %s merge field(s) created, requests %s",
-             len(out), len(report.merge_fields_created), _requests(mc, sf))
+    log.info("SUMMARY preflight: %s audience(s) ready (%s checked in full: first or full load, or mapping changed; "
+             "the others are checked when members changed), %s merge field(s) created, requests %s", len(out),
+             sum(a["checked"] for a in out), len(report.merge_fields_created), _requests(mc, sf))
     return out
+
+
+def _sync_state(sf: Any, mappings: list[AudienceMapping], full_resync: bool
+                ) -> tuple[dict[str, pd.DataFrame] | None, set[str] | None]:
+    """Every audience's ``MC_Audience__c`` row (one query) and the audiences to check in full now:
+    those whose next load is full. (None, None) when it cannot be read: everything is checked, and
+    the check says why."""
+    from mcsf.extract import full_reason, read_sync_state
+
+    try:
+        state = read_sync_state(sf, [m.audience_id for m in mappings])
+    except Exception as err:  # no login, or mcsf's objects missing: the full check names the fix
+        log.warning("could not read the sync state (%s); checking every audience in full", type(err).__name__)
+        return None, None
+    return state, {m.audience_id for m in mappings if full_reason(m, state[m.audience_id], full_resync)}
+
+
+def _raise_on_problems(report: Any) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    if report.problems:
+        for problem in report.problems:
+            log.error("%s", problem)
+        raise AirflowFailException(f"preflight found {len(report.problems)} problem(s); nothing was written:\n"
+                                   + "\n".join(str(p) for p in report.problems))
+
+
+def _stage_metadata(mc: Any, sf: Any, mapping: AudienceMapping, stage: Stage) -> None:
+    """What mapping and loading an audience's members need: the Salesforce describes and its interests."""
+    stage.write_json("describes", {obj: _slim_describe(sf.describe(obj)) for obj in DESCRIBED})
+    meta = stage.read_json("audience")
+    meta["interests"] = [
+        {"category_id": c["id"], "category": c.get("title"), "interest_id": i["id"], "name": i.get("name"),
+         "subscriber_count": i.get("subscriber_count")}
+        for c in mc.list_interest_categories(mapping.audience_id)
+        for i in mc.list_interests(mapping.audience_id, c["id"])
+    ]
+    stage.write_json("audience", meta)
 
 
 def preflight_activity(start: datetime, end: datetime, *, audiences: list[str] | None = None,
@@ -128,12 +167,23 @@ def _context(audience: dict[str, Any]) -> tuple[AudienceMapping, Window, Stage]:
 
 
 def extract(audience: dict[str, Any]) -> dict[str, Any]:
-    from mcsf.extract import extract_audience
+    from mcsf.extract import SYNC_STATE_COLUMNS, extract_audience
 
     mapping, window, stage = _context(audience)
     mc, sf = hooks()
+    state = audience.get("sync_state")
     counts = extract_audience(mapping, window, stage, full=audience["full_resync"], mc=mc, sf=sf,
-                              member_count=audience["member_count"])
+                              member_count=audience["member_count"],
+                              sync_state=None if state is None else pd.DataFrame(state, columns=SYNC_STATE_COLUMNS))
+    if not audience.get("checked", True):
+        if counts["members"]:  # members to map: check the mapping in full first, as preflight does
+            from mcsf.preflight import run_preflight
+
+            _raise_on_problems(run_preflight([mapping], mc, sf, create_merge_fields=not audience["dry_run"],
+                                             deep={mapping.audience_id}, lists=audience["lists"]))
+            _stage_metadata(mc, sf, mapping, stage)
+        else:  # nothing to map: no describes needed
+            stage.write_json("describes", {})
     log.info("SUMMARY extract %s %s: %s members (%s), %s segments, %s Salesforce subscribers known, requests %s",
              mapping.label, window, counts["members"],
              f"full: {counts['full_reason']}" if counts["full"] else "changed in window",
@@ -146,7 +196,7 @@ def map_(audience: dict[str, Any]) -> dict[str, Any]:
 
     mapping, window, stage = _context(audience)
     members = stage.read("members")
-    describes = Stage(audience["run_stage"]).read_json("describes")
+    describes = stage.read_json("describes")
     subscribers = to_subscribers(members, mapping)
     people = person_values(members, mapping, describes)
     mapped = pd.concat([subscribers, people.drop(columns="_reasons")], axis=1)
@@ -169,7 +219,7 @@ def validate(audience: dict[str, Any]) -> dict[str, Any]:
 
     mapping, window, stage = _context(audience)
     mapped = stage.read("mapped")
-    describes = Stage(audience["run_stage"]).read_json("describes")
+    describes = stage.read_json("describes")
     verdict = validate_rows(mapped, subscriber_rules(mapping, describes))
     stage.write("valid", verdict.passed)
     stage.write("rejects_validate", rejects_frame(SUBSCRIBER, verdict.rejected[SUBSCRIBER_KEY], "validate",
@@ -191,7 +241,7 @@ def load_people(audience: dict[str, Any]) -> dict[str, Any]:
 
     mapping, window, stage = _context(audience)
     _, sf = hooks()
-    counts = load(mapping, window, stage, Stage(audience["run_stage"]), sf=None if audience["dry_run"] else sf)
+    counts = load(mapping, window, stage, sf=None if audience["dry_run"] else sf)
     return {**audience, "people": counts, "requests": _requests(None, sf, audience.get("requests"))}
 
 
@@ -200,7 +250,7 @@ def load_subscribers(audience: dict[str, Any]) -> dict[str, Any]:
 
     mapping, window, stage = _context(audience)
     _, sf = hooks()
-    counts = load(mapping, window, stage, Stage(audience["run_stage"]), audience["people"], audience.get("extract", {}),
+    counts = load(mapping, window, stage, audience["people"], audience.get("extract", {}),
                   sf=None if audience["dry_run"] else sf, reader=sf)
     return {**audience, "load": counts, "requests": _requests(None, sf, audience.get("requests"))}
 

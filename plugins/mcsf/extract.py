@@ -30,6 +30,7 @@ MEMBER_FIELDS = ("id", "email_address", "status", "merge_fields", "interests", "
                  "last_changed", "timestamp_opt", "language", "vip", "tags", "list_id")
 AUDIENCE_FIELDS = ("Name", "MC_Audience_Id__c", "Member_Count__c", "Unsubscribe_Count__c",
                    "Cleaned_Count__c", "Sync_Mode__c", "Mapping_Fingerprint__c")
+SYNC_STATE_COLUMNS = ("Id", *AUDIENCE_FIELDS)  # an audience's MC_Audience__c row as preflight reads it
 PERSON_BASE = ("Email", "LastModifiedDate", "HasOptedOutOfEmail")
 
 
@@ -82,6 +83,7 @@ def extract_audience(
     mc: MailchimpHook,
     sf: McsfSalesforceHook,
     member_count: int,
+    sync_state: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Stage ``members``, ``segments``, ``segment_members``, ``sf_audience``, ``sf_subscribers``,
     ``sf_contacts``, ``sf_leads`` for one audience and return counts and whether it was full.
@@ -89,14 +91,11 @@ def extract_audience(
     :param member_count: the audience's size (from preflight), to pick the cheaper read path
     """
     list_id = mapping.audience_id
-    sf_audience = sf.query_frame(
-        f"SELECT Id, {', '.join(AUDIENCE_FIELDS)} FROM MC_Audience__c "
-        f"WHERE MC_Audience_Id__c = {lookup.soql_quote(list_id)}"
-    )
+    # Preflight reads every audience's row in one query; without it (tests, callers of this function
+    # alone) it is read here. Salesforce is then only asked when members changed: no login otherwise.
+    sf_audience = sync_state if sync_state is not None else read_sync_state(sf, [list_id])[list_id]
     fingerprint = mapping_fingerprint(mapping)
-    known = sf_audience["Mapping_Fingerprint__c"].iloc[0] if not sf_audience.empty else None
-    reason = "requested" if full else ("first load" if known is None else
-                                       "mapping changed" if known != fingerprint else None)
+    reason = full_reason(mapping, sf_audience, full)
     full = reason is not None
     stage.write("sf_audience", sf_audience)
 
@@ -135,6 +134,34 @@ def extract_audience(
         "sf_subscribers_known": int((subscribers[SUBSCRIBER_KEY].astype(str).str.startswith(f"{list_id}:")).sum())
         if not subscribers.empty else 0,
     }
+
+
+def full_reason(mapping: AudienceMapping, sf_audience: pd.DataFrame, requested: bool) -> str | None:
+    """Why this audience's next read is a full one (None: only members changed in the window).
+
+    :param sf_audience: its ``MC_Audience__c`` row, from :func:`read_sync_state`
+    :param requested: the run's ``full_resync``
+    """
+    known = sf_audience["Mapping_Fingerprint__c"].iloc[0] if not sf_audience.empty else None
+    if requested:
+        return "requested"
+    if known is None or pd.isna(known):
+        return "first load"
+    return "mapping changed" if known != mapping_fingerprint(mapping) else None
+
+
+def sync_state_records(sf_audience: pd.DataFrame) -> list[dict[str, Any]]:
+    """An audience's sync-state row as plain JSON values, to travel by XCom (see :data:`SYNC_STATE_COLUMNS`)."""
+    return sf_audience.astype(object).where(sf_audience.notna(), None).to_dict("records")
+
+
+def read_sync_state(sf: McsfSalesforceHook, list_ids: list[str]) -> dict[str, pd.DataFrame]:
+    """Each audience's ``MC_Audience__c`` row (empty frame: never loaded), in one query for all."""
+    found = sf.query_frame(
+        f"SELECT {', '.join(SYNC_STATE_COLUMNS)} FROM MC_Audience__c "
+        f"WHERE MC_Audience_Id__c IN ({', '.join(lookup.soql_quote(i) for i in list_ids)})"
+    ) if list_ids else pd.DataFrame(columns=list(SYNC_STATE_COLUMNS))
+    return {i: found[found["MC_Audience_Id__c"] == i].reset_index(drop=True) for i in list_ids}
 
 
 def _segment_row(segment: dict[str, Any]) -> dict[str, Any]:

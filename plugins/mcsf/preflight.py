@@ -66,7 +66,7 @@ class PreflightReport:
     audiences_checked: int = 0
     requests: dict[str, int] = field(default_factory=dict)
     warnings: list[ConfigProblem] = field(default_factory=list)
-    lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # audience id -> GET /lists/{id}, for callers
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # every audience id -> id, name, stats
     merge_fields_missing: list[str] = field(default_factory=list)  # declared, absent, not created (yet)
 
     @property
@@ -90,6 +90,8 @@ def run_preflight(
     salesforce: McsfSalesforceHook,
     *,
     create_merge_fields: bool = True,
+    deep: set[str] | None = None,
+    lists: dict[str, dict[str, Any]] | None = None,
 ) -> PreflightReport:
     """Check every mapping against both systems; create declared merge fields only if all is well.
 
@@ -97,16 +99,33 @@ def run_preflight(
 
     :param mappings: from :func:`mcsf.config.load_mappings`
     :param create_merge_fields: False only reports what would be created
+    :param deep: audience ids to check in full (role, merge fields, segment, Salesforce fields);
+        the others are only looked up in the account's audience list, one request for all. None:
+        every audience in full. The hourly sync checks in full what it is about to map: a first
+        or full load, or an audience with members changed in the window.
+    :param lists: the account's audiences as an earlier preflight of the same run found them: the
+        connections, the key's role and mcsf's objects are then taken as checked (not asked again)
     """
     report = PreflightReport()
     before = _requests_used(mailchimp, salesforce)
     active = [m for m in mappings if m.sync_mode is not SyncMode.OFF]
+    full = [m for m in active if deep is None or m.audience_id in deep]
     report.problems += duplicate_audiences(mappings)
-    mc_ok = _check_mailchimp_account(mailchimp, report)
-    people = _describe_people(salesforce, report)
+    everything = deep is None
+    if lists is None:
+        mc_ok = _check_mailchimp_account(mailchimp, report, role=everything or bool(full))
+    else:
+        mc_ok, report.lists = True, lists
+    people = _describe_people(salesforce, report, objects=lists is None) if everything or full else None
     pending: list[tuple[AudienceMapping, list[dict[str, Any]]]] = []
     for m in active:
         report.audiences_checked += 1
+        if mc_ok and m.audience_id not in report.lists:
+            report.problems.append(problem_at(m, ("audience_id",), f"cannot read audience {m.audience_id} in "
+                                              "this Mailchimp account — copy the id from Audience → Settings"))
+            continue
+        if m not in full:
+            continue
         merge_fields = _read_audience(m, mailchimp, report) if mc_ok else None
         problems, warnings = check_mapping(m, merge_fields, people)
         report.problems += problems
@@ -317,31 +336,35 @@ def _check_constant(out: _Findings, loc: Loc, lead: dict[str, dict[str, Any]], n
 # --- I/O ------------------------------------------------------------------------------------------
 
 
-def _check_mailchimp_account(hook: MailchimpHook, report: PreflightReport) -> bool:
+def _check_mailchimp_account(hook: MailchimpHook, report: PreflightReport, *, role: bool) -> bool:
+    """The key works (the account's audiences are read into ``report.lists``); with ``role``, its user's
+    role allows what mcsf does."""
     from mcsf.hooks.mailchimp import MailchimpApiError
 
     if not _connection_defined(hook, report):
         return False
     try:
-        root = hook.get_root()
+        root = hook.get_root() if role else {}
+        report.lists = hook.get_lists()
     except (MailchimpApiError, ValueError) as err:
         report.problems.append(_conn_problem(hook, f"Mailchimp did not accept the connection: {err} — check "
                                              "the API key (password) and the host"))
         return False
-    role = str(root.get("role") or "unknown")
-    if role not in ALLOWED_ROLES:
-        report.problems.append(_conn_problem(hook, f"the API key's user has role {role!r}; mcsf needs "
+    if role and str(root.get("role") or "unknown") not in ALLOWED_ROLES:
+        report.problems.append(_conn_problem(hook, f"the API key's user has role {root.get('role')!r}; mcsf needs "
                                              f"{', '.join(ALLOWED_ROLES)} — use such a user's API key"))
     return True
 
 
-def _describe_people(hook: McsfSalesforceHook, report: PreflightReport) -> Describes | None:
+def _describe_people(hook: McsfSalesforceHook, report: PreflightReport, *, objects: bool = True) -> Describes | None:
+    """Lead's and Contact's fields; with ``objects``, also that mcsf's objects are deployed."""
     if not _connection_defined(hook, report):
         return None
-    ok, message = hook.test_connection()
-    if not ok:
-        report.problems.append(_conn_problem(hook, f"cannot log in to Salesforce: {message} — check "
-                                             "instance_url, consumer_key, consumer_secret and ca_bundle"))
+    try:  # one describeGlobal both proves the login and lists the objects (not one describe each)
+        visible = hook.object_names() if objects else set(MCSF_OBJECTS)
+    except Exception as err:
+        report.problems.append(_conn_problem(hook, f"cannot log in to Salesforce: {type(err).__name__}: {err} — "
+                                             "check instance_url, consumer_key, consumer_secret and ca_bundle"))
         return None
     people: Describes = {}
     for obj in PEOPLE:
@@ -350,12 +373,7 @@ def _describe_people(hook: McsfSalesforceHook, report: PreflightReport) -> Descr
         except Exception as err:  # any refusal means the same fix: grant API access to the object
             report.problems.append(_conn_problem(hook, f"the org refused to describe {obj}: {err} — give "
                                                  f"the integration user 'API Enabled' and access to {obj}"))
-    missing = []
-    for obj in MCSF_OBJECTS:
-        try:
-            hook.describe(obj)
-        except Exception:  # not deployed, or not visible to the integration user
-            missing.append(obj)
+    missing = [obj for obj in MCSF_OBJECTS if obj not in visible]  # not deployed, or not visible to the user
     if missing:
         report.problems.append(_conn_problem(hook, f"the org lacks mcsf's objects {', '.join(missing)} — "
                                              "deploy them: sf project deploy start --source-dir "
@@ -366,11 +384,10 @@ def _describe_people(hook: McsfSalesforceHook, report: PreflightReport) -> Descr
 def _read_audience(
     m: AudienceMapping, hook: MailchimpHook, report: PreflightReport
 ) -> list[dict[str, Any]] | None:
-    """The audience's merge fields after checking the audience and segment exist; None if it does not."""
+    """The audience's merge fields after checking the segment exists; None if the audience cannot be read."""
     from mcsf.hooks.mailchimp import MailchimpApiError
 
     try:
-        report.lists[m.audience_id] = hook.get_list(m.audience_id)
         merge_fields = hook.list_merge_fields(m.audience_id)
     except MailchimpApiError as err:
         hint = "copy the id from Audience → Settings" if err.status == 404 else str(err)

@@ -290,6 +290,14 @@ class MailchimpHook(BaseHook):
             "GET /lists/{list_id}", self.client.lists.get_list, list_id, exclude_fields=["_links"]
         )
 
+    def get_lists(self) -> dict[str, dict[str, Any]]:
+        """Every audience of the account by id, with ``name`` and ``stats`` (GET /lists, pages of 1000).
+
+        One request answers for all audiences: the hourly preflight's proof that the key works.
+        """
+        pages = self.iter_pages("GET /lists", self.client.lists.get_all_lists, "lists", fields=["id", "name", "stats"])
+        return {item["id"]: item for page in pages for item in page}
+
     def get_segment(self, list_id: str, segment_id: str | int) -> dict[str, Any]:
         """One segment (GET /lists/{list_id}/segments/{segment_id}).
 
