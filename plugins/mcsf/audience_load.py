@@ -35,7 +35,7 @@ INTEREST_TYPES = {"Name": "string", "Category_Id__c": "string", "Category__c": "
                   "Subscriber_Count__c": "double"}
 
 
-def load_people(mapping: AudienceMapping, window: Window, stage: Stage, run_stage: Stage, *,
+def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
                 sf: McsfSalesforceHook | None) -> dict[str, Any]:
     """Phase 1 (every audience finishes it before any starts phase 2): the audience row, Lead
     creates and Lead/Contact updates. ``sf=None`` is a dry run (writes are staged, not sent).
@@ -63,18 +63,22 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, run_stag
     outcomes["MC_Audience__c"] = writes.write(sf, "MC_Audience__c", changed_audience,
                                               external_id="MC_Audience_Id__c", stage=stage, dry_run=dry)
 
-    sf_types = _sf_types(run_stage)
+    sf_types = _sf_types(stage)
     people_cols = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
     plan = plan_people(valid, valid[people_cols], stage.read("sf_contacts"), stage.read("sf_leads"), mapping, sf_types)
     outcomes["Lead (create)"] = writes.write(sf, "Lead", plan.lead_creates, external_id=LEAD_KEY, stage=stage,
-                                             dry_run=dry, reject_key=LEAD_KEY)
+                                             dry_run=dry)
     outcomes["Lead (update)"] = writes.write(sf, "Lead", plan.lead_updates, external_id=None, stage=stage, dry_run=dry)
     outcomes["Contact (update)"] = writes.write(sf, "Contact", plan.contact_updates, external_id=None,
                                                 stage=stage, dry_run=dry)
-    failed_leads = set(outcomes["Lead (create)"].rejects["key"]) if outcomes["Lead (create)"].failed else set()
     links = plan.links.copy()
-    if failed_leads:  # the subscriber still loads, unlinked; the Lead's refusal is a reject
-        links.loc[links[LEAD_REF].isin(failed_leads), LEAD_REF] = None
+    creates = outcomes["Lead (create)"]
+    if creates.failed:  # the subscriber still loads, unlinked; the Lead's refusal is a reject
+        refused = links[LEAD_REF].isin(set(creates.rejects["key"]))
+        # Salesforce answers by the Lead's external id, the email; rejects name the subscriber instead.
+        subscriber_of = dict(zip(links.loc[refused, LEAD_REF], valid.loc[refused, SUBSCRIBER_KEY], strict=True))
+        creates.rejects = creates.rejects.assign(key=creates.rejects["key"].map(subscriber_of))
+        links.loc[refused, LEAD_REF] = None
     stage.write("links", links.reset_index(drop=True))
     lead_rejects = plan.rejects.assign(object="Lead", key=valid.loc[plan.rejects.index, SUBSCRIBER_KEY],
                                        step="leads").rename(columns={"_reason": "reason"})[writes.REJECT_COLUMNS]
@@ -88,7 +92,7 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, run_stag
     return counts
 
 
-def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, run_stage: Stage, people: dict[str, Any],
+def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, people: dict[str, Any],
                      extract_counts: dict[str, Any], *, sf: McsfSalesforceHook | None,
                      reader: McsfSalesforceHook) -> dict[str, Any]:
     """Phase 2: subscribers linked to their person, segments, interests, then the fingerprint.
@@ -101,7 +105,7 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, run
     valid = stage.read("valid")
     links = stage.read("links")
     links.index = valid.index
-    links, late_updates = _link_leads_made_elsewhere(reader, mapping, valid, links, _sf_types(run_stage))
+    links, late_updates = _link_leads_made_elsewhere(reader, mapping, valid, links, _sf_types(stage))
     outcomes: dict[str, writes.Outcome] = {
         "Lead (update)": writes.write(sf, "Lead", late_updates, external_id=None, stage=stage, dry_run=dry)}
     subscribers_sf = stage.read("sf_subscribers")
@@ -152,9 +156,9 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, run
     return counts
 
 
-def _sf_types(run_stage: Stage) -> dict[str, dict[str, str]]:
-    """``{"Lead": {field: type}, "Contact": {...}}`` from the describes preflight staged."""
-    describes = run_stage.read_json("describes")
+def _sf_types(stage: Stage) -> dict[str, dict[str, str]]:
+    """``{"Lead": {field: type}, "Contact": {...}}`` from the describes staged for the audience."""
+    describes = stage.read_json("describes")
     return {obj: {name: d.get("type", "string") for name, d in describes.get(obj, {}).items()}
             for obj in ("Lead", "Contact")}
 

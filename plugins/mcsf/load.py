@@ -60,14 +60,12 @@ def write(
     external_id: str | None,
     stage: Stage | None = None,
     dry_run: bool = False,
-    reject_key: str | None = None,
 ) -> Outcome:
     """Upsert (``external_id`` given) or update by ``Id`` (``external_id=None``) ``frame``.
 
-    :param reject_key: column naming a refused row in rejects (default: the external id or Id)
     :param stage: where a dry run stages the rows it would have written
     """
-    key = reject_key or external_id or "Id"
+    key = external_id or "Id"  # how rejects name a refused row
     body = frame[[c for c in frame.columns if not c.startswith("_")]]
     if body.empty:
         return Outcome()

@@ -16,7 +16,7 @@ from devtools.airflow_env import airflow_env, dags_test, init_home, summaries
 @pytest.fixture(scope="module")
 def airflow_home(env, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow")
-    variables = airflow_env(home, env.info, mappings=env.mappings)
+    variables = airflow_env(home, env.info, mappings=env.mappings, queries=env.queries)
     init_home(variables)
     return variables
 
