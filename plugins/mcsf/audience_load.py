@@ -239,8 +239,11 @@ def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping
                               strict=True)
     ] or [pd.DataFrame(columns=["Id", "MC_Segment_Member_Key__c"])], ignore_index=True)
     have = set(current["MC_Segment_Member_Key__c"]) if len(current) else set()
-    new = wanted[~wanted["MC_Segment_Member_Key__c"].isin(have)].assign(_is_new=True)
-    out["MC_Segment_Member__c"] = writes.write(sf, "MC_Segment_Member__c", new,
+    new, unsynced = _of_synced_subscribers(reader, stage, wanted[~wanted["MC_Segment_Member_Key__c"].isin(have)])
+    if unsynced:
+        log.info("%s: %s segment memberships not written: their member is not a synced subscriber (archived in "
+                 "Mailchimp, or rejected: see the rejects)", mapping.label, unsynced)
+    out["MC_Segment_Member__c"] = writes.write(sf, "MC_Segment_Member__c", new.assign(_is_new=True),
                                                external_id="MC_Segment_Member_Key__c", stage=stage, dry_run=dry)
     gone = current[~current["MC_Segment_Member_Key__c"].isin(set(wanted["MC_Segment_Member_Key__c"]))] \
         if len(current) else current
@@ -248,6 +251,23 @@ def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping
     out["MC_Segment_Member__c (left)"] = writes.Outcome(updated=len(gone) - removed.failed, failed=removed.failed,
                                                         rejects=removed.rejects)
     return out
+
+
+def _of_synced_subscribers(reader: McsfSalesforceHook, stage: Stage, new: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The memberships whose subscriber is in Salesforce (loaded in this run or before), and how many
+    are not. Those would be refused ("foreign key not found") run after run: Mailchimp lists archived
+    members in segments, and members this sync rejected have no subscriber to point to.
+    """
+    if new.empty:
+        return new, 0
+    keys = new["Subscriber__r.MC_Subscriber_Key__c"]
+    valid = stage.read("valid")
+    known = set(valid[SUBSCRIBER_KEY]) if len(valid) else set()
+    rest = keys[~keys.isin(known)].drop_duplicates().tolist()
+    if rest:  # loaded by an earlier run, or never
+        known |= set(lookup.fetch_by_values(reader, SUBSCRIBER, [SUBSCRIBER_KEY], SUBSCRIBER_KEY, rest)[SUBSCRIBER_KEY])
+    synced = keys.isin(known)
+    return new[synced], int((~synced).sum())
 
 
 def _interests(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping: AudienceMapping,

@@ -197,3 +197,30 @@ def test_hostile_values_land_byte_exact(env, loaded):
     assert lead["LastName"].tolist() == [hostile.strip()]
     assert lead["FirstName"].tolist() == ["Zoë"]
     assert sub["Last_Name__c"].tolist() == [hostile.strip()]
+
+
+def test_segment_members_without_a_synced_subscriber_are_skipped_not_refused(env, loaded):
+    """A static segment can hold a member mcsf rejected (or one archived in Mailchimp): no subscriber
+    exists for it, so its membership is counted and left out instead of being refused every run."""
+    list_id = env.lists[1]
+    start, end = hour(70)
+    at = start + timedelta(minutes=5)
+    env.mc_private("PUT", "/clock", {"now": at.isoformat()})
+    try:
+        rejected = "s" * 60 + "@" + "b" * 30 + ".example.org"  # too long for Salesforce: validation rejects it
+        good = member_emails(env, list_id, 3)  # changed too, so the rejects stay under max_reject_share
+        change_members(env, list_id, [{"email_address": e, "status": "subscribed", "last_changed": at.isoformat(),
+                                       "merge_fields": {"FNAME": "Ann", "LNAME": "Lee"}} for e in [rejected, *good]])
+        client = env.mailchimp()
+        segment = client.lists.create_segment(list_id, {"name": "mcsf skipped members", "static_segment": []})
+        client.lists.batch_segment_members({"members_to_add": [rejected, *good[:2]]}, list_id, segment["id"])
+        reports = env.run(start, end, audiences=[list_id])
+    finally:
+        env.mc_private("PUT", "/clock", {"now": None})
+    assert reports[0]["validate_rejected"] == 1
+    assert reports[0]["load_failed"] == 0, reports[0]["reject_reasons"]
+    with env.active():
+        members = env.salesforce().query_frame(
+            "SELECT MC_Segment_Member_Key__c FROM MC_Segment_Member__c "
+            f"WHERE Segment__r.MC_Segment_Key__c = '{list_id}:{segment['id']}'")
+    assert len(members) == 2
