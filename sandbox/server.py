@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sandbox")
 MARKER = ".sandbox-state"
+#: Idle keep-alive connections stay open this long (uvicorn's default is 5 s). Salesforce keeps them
+#: far longer; clients that poll every 5 s (simple-salesforce's Bulk 1.0 batches) would otherwise race
+#: the close and get "Remote end closed connection without response".
+KEEP_ALIVE_S = 120
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ async def _serve(opts: Options, host: str, mc_port: int, sf_port: int | None, la
     mc_controls = Controls(latency_ms=latency_ms, faults=dict(fault_spec), seed=opts.seed, max_in_flight=10)
     app = mailchimp_app(opts.state_dir, mc_controls, mc_url)
     servers.append((_Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                              timeout_graceful_shutdown=2)), mc_sock))
+                                              timeout_graceful_shutdown=2, timeout_keep_alive=KEEP_ALIVE_S)), mc_sock))
     info.update({"mailchimp_url": mc_url, "mailchimp_api_key": Store(opts.state_dir).meta("api_key"),
                  "mailchimp_server": "us1"})
     sf = salesforce_package() if sf_port is not None else None
@@ -150,7 +154,8 @@ async def _serve(opts: Options, host: str, mc_port: int, sf_port: int | None, la
         sf_app = sf.create_app(opts.state_dir, sf_controls, sf_url)
         # Idle keep-alive clients must not hold a stop up: 2 s of grace, then close.
         config = uvicorn.Config(sf_app, log_level="warning", lifespan="off", access_log=False,
-                                ssl_certfile=str(cert), ssl_keyfile=str(key), timeout_graceful_shutdown=2)
+                                ssl_certfile=str(cert), ssl_keyfile=str(key), timeout_graceful_shutdown=2,
+                                timeout_keep_alive=KEEP_ALIVE_S)
         servers.append((_Server(config), sf_sock))
         creds = sf.credentials(opts.state_dir)
         info.update({"salesforce_url": sf_url, "salesforce_client_id": creds["client_id"],
