@@ -73,7 +73,9 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
             raise AirflowFailException(f"audiences param names unknown or disabled audiences: {sorted(unknown)}")
         mappings = [m for m in mappings if m.audience_id in wanted or m.label in wanted]
     mc, sf = hooks()
-    state, deep = _sync_state(sf, mappings, full_resync) if dag_id == DAG_ID else (None, None)
+    state, deep = _sync_state(sf, mappings, full_resync)
+    if dag_id != DAG_ID and state is not None:  # the nightly maps no member: audiences and logins suffice
+        deep = set()
     report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run, deep=deep)
     if dag_id == DAG_ID:  # the hourly DAG ends with the Query Builder: check its files up front too
         from mcsf.querybuilder import check_queries
