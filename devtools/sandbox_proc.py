@@ -37,6 +37,20 @@ class SandboxProcess:
         self.stop()
 
 
+def mailchimp_private(info: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    """Call the Mailchimp emulator's private ``/_sandbox`` API (explicit timestamps, clock, controls).
+
+    :param info: the JSON line the sandbox printed on start
+    """
+    import requests
+
+    base = info["mailchimp_url"].removesuffix("/3.0")
+    response = requests.request(method, f"{base}/_sandbox{path}", json=body, timeout=60,
+                                auth=("test", info["mailchimp_api_key"]))
+    response.raise_for_status()
+    return response.json()
+
+
 def start_sandbox(state_dir: Path, *args: str, timeout: float = 600.0, log_file: Path | None = None) -> SandboxProcess:
     """Start the sandbox on free ports; return once it prints its JSON line.
 

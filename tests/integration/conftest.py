@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from devtools.airflow_env import connection_env
-from devtools.sandbox_proc import start_sandbox
+from devtools.sandbox_proc import mailchimp_private, start_sandbox
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -86,13 +86,7 @@ class Env:
         return client
 
     def mc_private(self, method: str, path: str, body: Any = None) -> Any:
-        import requests
-
-        base = self.info["mailchimp_url"].removesuffix("/3.0")
-        response = requests.request(method, f"{base}/_sandbox{path}", json=body, timeout=60,
-                                    auth=("test", self.info["mailchimp_api_key"]))
-        response.raise_for_status()
-        return response.json()
+        return mailchimp_private(self.info, method, path, body)
 
     def salesforce(self):
         from mcsf.hooks.salesforce import McsfSalesforceHook

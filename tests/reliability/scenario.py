@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from devtools.sandbox_proc import mailchimp_private
 from tests.integration.conftest import OBJECTS
 
 if TYPE_CHECKING:
@@ -152,13 +153,7 @@ class _Child:
         self.info = info
 
     def mc_private(self, method: str, path: str, body: Any = None) -> Any:
-        import requests
-
-        base = self.info["mailchimp_url"].removesuffix("/3.0")
-        response = requests.request(method, f"{base}/_sandbox{path}", json=body, timeout=60,
-                                    auth=("test", self.info["mailchimp_api_key"]))
-        response.raise_for_status()
-        return response.json()
+        return mailchimp_private(self.info, method, path, body)
 
     def run(self, start: datetime, end: datetime, **params: Any) -> list[dict[str, Any]]:
         from devtools.runner import run_sync
