@@ -117,7 +117,7 @@ def extract_audience(
 
     emails = members["email_address"].map(normalize_email).tolist() if not members.empty else []
     sub_fields = [SUBSCRIBER_KEY, *SUBSCRIBER_FIELDS, "Lead__c", "Contact__c"]
-    # Past REST_LIMIT emails this is one Bulk 2.0 read, not thousands of IN lists.
+    # Past REST_LIMIT emails these are Bulk 2.0 reads (see mcsf.lookup), not thousands of IN lists.
     subscribers = lookup.fetch_by_values(sf, SUBSCRIBER, sub_fields, "Email__c", emails)
     stage.write("sf_subscribers", subscribers)
     stage.write("sf_contacts", lookup.fetch_by_values(

@@ -1,10 +1,12 @@
 """Reading what Salesforce already holds for a set of keys, in as few requests as the API allows.
 
 Up to ``REST_LIMIT`` values are looked up with REST queries of ``IN (...)`` lists (chunks small
-enough for the 16 KB request-URI limit, a handful of requests); beyond that one Bulk 2.0 query
-job reads every row with a value in the match field and the frame is filtered here (a few
-requests whatever the size). Values are escaped the way SOQL wants; nothing from the data is
-ever pasted into a query unescaped.
+enough for the 16 KB request-URI limit, a handful of requests); up to ``SELECTIVE_LIMIT`` with
+Bulk 2.0 query jobs of ``IN`` lists as long as SOQL allows (100,000 characters: about 3,000
+emails a job, which reads only the matching rows); beyond that one Bulk 2.0 query job reads every
+row with a value in the match field and the frame is filtered here (a few requests whatever the
+size). Values are escaped the way SOQL wants; nothing from the data is ever pasted into a query
+unescaped.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import pandas as pd
 from mcsf.mapping import normalize_email
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from mcsf.hooks.salesforce import McsfSalesforceHook
 
 REST_LIMIT = 1500
 IN_CHUNK = 250
+#: Past this many values one read of every row costs less than the IN-list jobs (10 of them).
+SELECTIVE_LIMIT = 30_000
+SOQL_MAX_CHARS = 100_000  # Salesforce's limit on the length of a SOQL statement
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f", '"': '\\"'}
 
 
@@ -51,12 +56,13 @@ def fetch_by_values(
         return pd.DataFrame(columns=columns)
     select = f"SELECT {', '.join(columns)} FROM {object_name}"
     extra = f" AND ({where})" if where else ""
-    if len(wanted) <= REST_LIMIT:
-        frames = []
-        for start in range(0, len(wanted), IN_CHUNK):
-            chunk = ", ".join(soql_quote(v) for v in wanted[start:start + IN_CHUNK])
-            frames.append(sf.query_frame(f"{select} WHERE {match_field} IN ({chunk}){extra}"))
-        found = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    if len(wanted) <= SELECTIVE_LIMIT:
+        rest = len(wanted) <= REST_LIMIT
+        run = sf.query_frame if rest else sf.bulk_query_frame
+        room = SOQL_MAX_CHARS - len(select) - len(match_field) - len(extra) - 20
+        frames = [run(f"{select} WHERE {match_field} IN ({chunk}){extra}")
+                  for chunk in in_lists(wanted, max_items=IN_CHUNK if rest else len(wanted), max_chars=room)]
+        found = pd.concat(frames, ignore_index=True)
     else:
         found = sf.bulk_query_frame(f"{select} WHERE {match_field} != null{extra}")
         keep = {normalize_email(v) for v in wanted}
@@ -65,6 +71,22 @@ def fetch_by_values(
         if column not in found.columns:
             found[column] = None
     return found[columns].reset_index(drop=True)
+
+
+def in_lists(values: list[str], *, max_items: int, max_chars: int) -> Iterator[str]:
+    """``values`` as the insides of SOQL ``IN (...)`` lists: quoted, comma-joined, each list at most
+    ``max_items`` values and ``max_chars`` characters long."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        quoted = soql_quote(value)
+        if chunk and (len(chunk) == max_items or size + len(quoted) + 2 > max_chars):
+            yield ", ".join(chunk)
+            chunk, size = [], 0
+        chunk.append(quoted)
+        size += len(quoted) + 2
+    if chunk:
+        yield ", ".join(chunk)
 
 
 def fetch_all(

@@ -326,3 +326,34 @@ def test_insert_update_and_delete(hook: McsfSalesforceHook, loaded: dict[str, An
     id_list = ", ".join(f"'{i}'" for i in ids)
     assert hook.query_frame(f"SELECT Id FROM Lead WHERE Id IN ({id_list})").empty
     assert hook.requests_used["DELETE /composite/sobjects"] == 1
+
+
+def test_lookup_of_thousands_of_values_reads_only_the_matching_rows(
+    hook: McsfSalesforceHook, loaded: dict[str, Any]
+) -> None:
+    """mcsf.lookup past the REST limit: Bulk 2.0 query jobs of IN lists as long as SOQL allows, not a
+    read of the whole object; quotes in values are escaped."""
+    from mcsf import lookup
+
+    written = loaded["result"].successes[KEY].tolist()
+    wanted = [*written[:2400], "no'such:key", "also\\absent"]
+    found = lookup.fetch_by_values(hook, SUBSCRIBER, ["Email__c"], KEY, wanted)
+    assert sorted(found[KEY]) == sorted(written[:2400])
+    jobs = hook.requests_used.get("POST /jobs/query", 0)
+    assert 1 <= jobs <= 2, dict(hook.requests_used)
+    listed = hook._request("GET", "jobs/query").json()["records"]
+    latest = [hook._request("GET", f"jobs/query/{j['id']}").json() for j in listed[-jobs:]]
+    assert sum(int(j["numberRecordsProcessed"]) for j in latest) == 2400  # the matches, not the whole object
+    assert not [k for k in hook.requests_used if k.startswith("GET /query")], dict(hook.requests_used)
+
+
+def test_in_lists_respect_both_limits() -> None:
+    from mcsf.lookup import in_lists
+
+    values = [f"v{i:04d}'x" for i in range(1000)]
+    by_count = list(in_lists(values, max_items=250, max_chars=10**6))
+    by_size = list(in_lists(values, max_items=10**6, max_chars=2000))
+    assert len(by_count) == 4 and all(c.count(", ") == 249 for c in by_count)
+    assert all(len(c) <= 2000 for c in by_size)
+    for chunks in (by_count, by_size):
+        assert ", ".join(chunks).split(", ") == [f"'v{i:04d}\\'x'" for i in range(1000)]
