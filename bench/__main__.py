@@ -258,11 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=50, help="added to every API request (default 50)")
     parser.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated subset (default all)")
     parser.add_argument("--peers", default="a,b,c", help="comma-separated subset of a,b,c, or 'none'")
+    parser.add_argument("--results", type=Path, help="where results go (default bench/results[/SIZE])")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     peers = set() if args.peers == "none" else {p.strip() for p in args.peers.split(",")}
-    results = REPO / "bench" / "results" / ("" if size.name == "full" else size.name)
+    results = args.results or REPO / "bench" / "results" / ("" if size.name == "full" else size.name)
     bench = Bench(size, args.latency_ms, results)
     started = time.monotonic()
     print(f"mcsf bench, size {size.name}, latency {args.latency_ms} ms; logs in {bench.logs}", flush=True)
