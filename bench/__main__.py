@@ -94,6 +94,8 @@ class Bench:
         if bytes_per_row:
             rec["bulk_csv_bytes_per_row"] = bytes_per_row
         self.records.append(rec)
+        with open(self.logs / "records.jsonl", "a") as fh:  # a run cut short keeps what it measured
+            fh.write(json.dumps(rec, default=str) + "\n")
         return rec
 
     # -- contenders ----------------------------------------------------------------------------------
