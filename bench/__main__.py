@@ -32,6 +32,7 @@ class Bench:
         self.size, self.latency_ms, self.results = size, latency_ms, results
         self.logs = results / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        (self.logs / "records.jsonl").unlink(missing_ok=True)
         self.records: list[dict[str, Any]] = []
         self.common = {"machine": report.machine(), "date": report.stamp(), "size": size.name,
                        "latency_ms": latency_ms}
