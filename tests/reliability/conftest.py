@@ -50,10 +50,11 @@ class World(Env):
         shutil.copytree(template, root / "sandbox", ignore=shutil.ignore_patterns("*.log", "*.lock"))
         super().__init__(root, "--anchor", scenario.ANCHOR.isoformat(), *scenario.SIZES, *args)
         try:
-            (root / "queries").mkdir(exist_ok=True)  # no Query Builder definitions: they name other audiences
+            (root / "queries").mkdir(exist_ok=True)  # the scenario's own query, not include/queries' ones
+            (root / "queries" / "reliability_push.yaml").write_text(scenario.push_query(self.lists[0]))
             self.vars["MCSF_QUERIES_DIR"] = str(root / "queries")
             self.info_file = root / "sandbox-info.json"
-            self.info_file.write_text(json.dumps(self.info))
+            self.info_file.write_text(json.dumps({**self.info, "lists": self.lists}))
         except BaseException:
             self.close()  # nobody else holds this World yet: do not leave its sandbox running
             raise
@@ -102,8 +103,12 @@ class World(Env):
         return {"mailchimp": self.mc_private("GET", "/requests"), "salesforce": self.sf_private("GET", "/requests")}
 
     def state(self, objects: dict[str, tuple[str, list[str]]] | None = None) -> dict[str, list[tuple]]:
+        """What mcsf wrote: the Salesforce objects, and (for the full state) the members the push made."""
         with self.active():
-            return sf_state(self.salesforce(), objects or scenario.STATE_OBJECTS)
+            state = sf_state(self.salesforce(), objects or scenario.STATE_OBJECTS)
+            if objects is None:
+                state["Mailchimp members pushed"] = scenario.pushed_members(self.lists[0])
+            return state
 
     # -- replays in a child process --------------------------------------------------------------
 

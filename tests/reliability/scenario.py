@@ -40,13 +40,28 @@ STATE_OBJECTS = {
                                               "Subscriber__r.MC_Subscriber_Key__c"]),
 }
 LONG_URL = "https://example.org/landing?" + "&".join(f"utm_{i}=v{i}" for i in range(40))
+PUSH_TAG = "SF: reliability push"
+
+
+def push_query(list_id: str) -> str:
+    """A Query Builder definition for audience A: every Contact with an email, tagged, additive."""
+    return f"""object: Contact
+where: "Email != null AND HasOptedOutOfEmail = false"
+audience_id: "{list_id}"
+status_if_new: subscribed
+tags: ["{PUSH_TAG}"]
+mode: additive
+fields:
+  FirstName: FNAME
+  LastName: LNAME
+"""
 log = logging.getLogger("mcsf.reliability")
 
 
 @dataclass
 class Step:
     """``kind``: ``members`` (``list_id``, ``payload``), ``activity`` (``campaign_id``, ``payload``),
-    ``hourly`` or ``nightly`` (``window``)."""
+    ``hourly``, ``nightly`` or ``push`` (the Query Builder after an hourly run; ``window``)."""
 
     name: str
     kind: str
@@ -105,6 +120,7 @@ def plan(env: Env) -> list[Step]:
          "merge_fields": {"FNAME": "Known", "LNAME": "Contact"}, "last_changed": _at(w2, 8)},
     ]))
     steps.append(Step("hour 2", "hourly", _iso(w2)))
+    steps.append(Step("push", "push", _iso(w2)))
     steps.append(Step("changes 3 in A", "members", list_id=list_a, payload=[
         {"email_address": f"batch.{i}@example.net", "status": "subscribed",
          "merge_fields": {"FNAME": name, "LNAME": f"Nummer {i}"}, "last_changed": _at(w3, 10 + i)}
@@ -135,7 +151,28 @@ def apply(env: Env, step: Step) -> list[dict[str, Any]]:
         env.mc_private("POST", f"/campaigns/{step.campaign_id}/activity", {"events": step.payload})
         return []
     start, end = (datetime.fromisoformat(v) for v in step.window or ())
+    if step.kind == "push":  # every match, as a mirror query or the full_resync Param would
+        from mcsf import querybuilder
+
+        return querybuilder.run(start, end, full=True)
     return env.run(start, end, activity=step.kind == "nightly")
+
+
+def pushed_members(list_id: str) -> list[tuple]:
+    """Audience A's members carrying the push's tag, as rows for :func:`diff_states` (read with
+    mcsf's hook: it retries, so faults still on do not disturb the reading)."""
+    from mcsf.hooks.mailchimp import MailchimpHook
+
+    hook = MailchimpHook()
+    rows = []
+    for page in hook.iter_members(list_id, fields=["email_address", "status", "tags", "merge_fields"]):
+        for m in page:
+            tags = sorted(t.get("name", "") for t in m.get("tags") or [])
+            if PUSH_TAG in tags:
+                merge = m.get("merge_fields") or {}
+                rows.append((m["email_address"].lower(), m["status"], ";".join(tags), merge.get("FNAME") or "",
+                             merge.get("LNAME") or ""))
+    return rows
 
 
 def save(steps: list[Step], path: Path) -> None:
@@ -166,7 +203,8 @@ class _Child:
         from tests.integration.conftest import sf_state
 
         hook = McsfSalesforceHook()
-        return sf_state(hook, STATE_OBJECTS), hook.requests_used.total()
+        state = {**sf_state(hook, STATE_OBJECTS), "Mailchimp members pushed": pushed_members(self.info["lists"][0])}
+        return state, hook.requests_used.total()
 
 
 def main(argv: list[str]) -> int:
@@ -210,7 +248,7 @@ def main(argv: list[str]) -> int:
                 out["task_retries"] += 1
                 print(f"TASK RETRY {step.name} after {type(err).__name__}: {err}", flush=True)
         out["seconds"][step.name] = round(time.monotonic() - started, 2)
-        if args.snapshots and step.kind in ("hourly", "nightly"):
+        if args.snapshots and step.kind in ("hourly", "nightly", "push"):
             out["snapshots"][step.name], used = child.state()
             out["snapshot_requests"] = out.get("snapshot_requests", 0) + used
     if args.out:

@@ -13,6 +13,7 @@ import structlog.testing
 
 from mcsf.hooks.salesforce import McsfSalesforceHook
 from tests.reliability.conftest import diff_states
+from tests.reliability.scenario import STATE_OBJECTS
 
 REAUTH_LINE = "Salesforce session expired or invalid; logging in again"
 TOKEN_ENDPOINT = "POST /services/oauth2/token"
@@ -88,7 +89,7 @@ def test_revoked_mailchimp_key_fails_the_run_before_any_write(world, twin):
         if step.kind == "members" and step.name.startswith("changes 1"):
             world.mc_private("POST", f"/lists/{step.list_id}/members?skip_merge_validation=true",
                              {"members": step.payload})
-    before = world.state()
+    before = world.state(STATE_OBJECTS)  # Salesforce only: the revoked key cannot read Mailchimp
     old_key = world.info["mailchimp_api_key"]
     with world.active():
         ready = audience.preflight(start, end)
@@ -103,11 +104,11 @@ def test_revoked_mailchimp_key_fails_the_run_before_any_write(world, twin):
         assert "API Key Invalid" in message and "'mailchimp_default'" in message and "revoked" in message
         assert old_key not in message and old_key.split("-")[0] not in message
         assert sf_writes(counts) == 0, counts["salesforce"]["by_endpoint"]
-        assert world.state() == before
+        assert world.state(STATE_OBJECTS) == before
 
         # A run that starts with the revoked key stops in preflight, listing the problem.
         with pytest.raises(AirflowFailException) as refused:
             run_sync(start, end)
     text = str(refused.value)
     assert "nothing was written" in text and "mailchimp_default" in text and old_key not in text
-    assert world.state() == before
+    assert world.state(STATE_OBJECTS) == before

@@ -3,7 +3,8 @@ injects 429s (with Retry-After), 5xx, dropped connections, lost responses (the w
 the answer never arrived), UNABLE_TO_LOCK_ROW and slow answers ends in exactly the fault-free
 twin's Salesforce state, with every injected fault retried, logged and bounded.
 
-Quick variant: one fault seed (4 hourly runs + 1 nightly run). ``MCSF_SOAK=1``: 20 fault seeds.
+Quick variant: one fault seed (4 hourly runs, a Query Builder push, 1 nightly run). ``MCSF_SOAK=1``:
+20 fault seeds.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def test_faults_end_in_the_fault_free_state(make_world, twin, seed, tmp_path):
     runs = [s for s in twin["steps"] if s.kind in ("hourly", "nightly")]
     record_figures("faults", {
         "seed": seed, "runs": len(runs), "hourly_runs": sum(s.kind == "hourly" for s in runs),
-        "nightly_runs": sum(s.kind == "nightly" for s in runs), "faults_injected": dict(injected),
+        "nightly_runs": sum(s.kind == "nightly" for s in runs),
+        "pushes": sum(s.kind == "push" for s in twin["steps"]), "faults_injected": dict(injected),
         "requests": requests, "requests_fault_free": twin_requests, "records_checked": diff["checked"],
         "lost": diff["lost"], "duplicated": diff["duplicated"], "different": diff["different"],
         "retried_requests_logged": logged["requests"], "retried_rows_logged": logged["rows"],
@@ -67,6 +69,7 @@ def test_faults_end_in_the_fault_free_state(make_world, twin, seed, tmp_path):
         "seconds": round(seconds, 1)})
 
     assert sum(injected[k] for k in TRANSPORT_FAULTS) > 0, f"no fault was injected: {counts}"
+    assert len(twin["final"]["Mailchimp members pushed"]) >= 5, "the scenario's push pushed (almost) nobody"
     assert not diff["problems"], "\n".join(diff["problems"])
     assert person_duplicates(state) == {"leads": 0, "subscribers": 0}
     # The log names every retry: one line per injected transport fault, one re-submitted row per lock.
