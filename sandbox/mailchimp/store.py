@@ -91,7 +91,8 @@ CREATE INDEX IF NOT EXISTS members_contact ON members(contact_id);
 CREATE INDEX IF NOT EXISTS segment_members_member ON segment_members(member_seq);
 CREATE INDEX IF NOT EXISTS segments_list ON segments(list_id);
 CREATE INDEX IF NOT EXISTS sends_member ON sends(member_seq);
-CREATE INDEX IF NOT EXISTS activity_member ON activity(campaign_seq, member_seq);
+DROP INDEX IF EXISTS activity_member;
+CREATE INDEX IF NOT EXISTS activity_member_time ON activity(campaign_seq, member_seq, timestamp);
 CREATE INDEX IF NOT EXISTS activity_time ON activity(campaign_seq, timestamp);
 CREATE INDEX IF NOT EXISTS activity_by_member ON activity(member_seq);
 """
