@@ -548,6 +548,9 @@ class McsfSalesforceHook(SalesforceHook):
         head_text: str,
         lines: list[str],
     ) -> list[tuple[str | None, bool, str | None]]:
+        import pandas as pd
+        import pyarrow as pa
+
         spec: dict[str, Any] = {
             "object": object_name,
             "operation": operation,
@@ -585,9 +588,6 @@ class McsfSalesforceHook(SalesforceHook):
             if count <= 0:
                 continue
             text = self._request("GET", f"jobs/ingest/{job_id}/{kind}", headers={"Accept": "text/csv"}).text
-            import pandas as pd
-            import pyarrow as pa
-
             got = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
             if got.empty:
                 continue
