@@ -11,6 +11,7 @@ Results: ``bench/results/`` (``bench/results/small/`` for the small size), a tab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -18,11 +19,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import lower_bound, report, setup_data
 from bench.env import REPO, Sandbox, clone, template
 from bench.sizes import SIZES, Size
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 PEER_DOMAIN = "mcsf-bench.my"  # the peers' connection: client credentials on a My Domain host
 
@@ -108,7 +112,7 @@ class Bench:
             setup_data.write_mappings(box)
             audiences = setup_data.audience_sizes(box)
             self.facts = {"audiences": audiences}
-            win = {k: [v[0].isoformat(), v[1].isoformat()] for k, v in setup_data.windows().items()}
+            win = windows_iso()
             env = box.env()
             members = {k: v["members"] for k, v in audiences.items()}
 
@@ -175,19 +179,27 @@ class Bench:
         rec["sample"] = {"start_date": start, "members_changed_since": sample,
                          "why": "the connector handles ~10 records/s here; a full read would take a day"}
 
-    def peer_a(self, base: Path, scenarios: list[str]) -> None:
-        size = self.size
-        box = Sandbox.start(clone(base, "peer_a"), self.latency_ms)
+    @contextlib.contextmanager
+    def peer_sandbox(self, base: Path, name: str) -> Iterator[tuple[Sandbox, dict[str, str], dict[str, Any]]]:
+        """A peer's own sandbox copy behind the TLS front: ``(box, env, spec)``, stopped afterwards."""
+        box = Sandbox.start(clone(base, name), self.latency_ms)
         front = self.front(box)
         try:
-            env = self.peer_env(box, front)
-            win = {k: [v[0].isoformat(), v[1].isoformat()] for k, v in setup_data.windows().items()}
             spec = {"mailchimp_url": box.info["mailchimp_url"], "mailchimp_api_key": box.info["mailchimp_api_key"]}
-            mine = {r["scenario"]: r for r in self.records if r["contender"] == "mcsf"}
+            yield box, self.peer_env(box, front), spec
+        finally:
+            front["proc"].terminate()
+            box.stop()
 
-            def same_bound(s: str) -> Any:
-                return (lambda *_: mine[s]["requests_lower_bound"]) if s in mine else None
+    def same_bound(self, scenario: str) -> Any:
+        """mcsf's lower bound for ``scenario`` (the peers move the same data), if mcsf ran it."""
+        mine = {r["scenario"]: r for r in self.records if r["contender"] == "mcsf"}
+        return (lambda *_: mine[scenario]["requests_lower_bound"]) if scenario in mine else None
 
+    def peer_a(self, base: Path, scenarios: list[str]) -> None:
+        size, same_bound = self.size, self.same_bound
+        with self.peer_sandbox(base, "peer_a") as (box, env, spec):
+            win = windows_iso()
             if "1" in scenarios:
                 self.timed(box, "1", "a", {**spec, "window": win["1"], "full": True}, env, same_bound("1"))
             if "2" in scenarios:
@@ -199,34 +211,27 @@ class Bench:
                 setup_data.add_activity(box, size)
                 self.timed(box, "4", "a", {**spec, "window": win["4"], "cap": size.peer_a_activity_cap}, env,
                            same_bound("4"), extrapolate_to=size.activity_events)
-        finally:
-            front["proc"].terminate()
-            box.stop()
 
     def peer_b(self, base: Path, scenarios: list[str]) -> None:
         size = self.size
-        box = Sandbox.start(clone(base, "peer_b"), self.latency_ms)
-        front = self.front(box)
-        try:
-            env = self.peer_env(box, front)
-            spec = {"mailchimp_url": box.info["mailchimp_url"], "mailchimp_api_key": box.info["mailchimp_api_key"],
-                    "records": size.peer_b_records}
-            mine = {r["scenario"]: r for r in self.records if r["contender"] == "mcsf"}
+        with self.peer_sandbox(base, "peer_b") as (box, env, spec):
+            spec = {**spec, "records": size.peer_b_records}
             if "1" in scenarios:
-                self.timed(box, "1", "b", spec, env, (lambda *_: mine["1"]["requests_lower_bound"]) if "1" in mine
-                           else None, extrapolate_to=size.members)
+                self.timed(box, "1", "b", spec, env, self.same_bound("1"), extrapolate_to=size.members)
             if "5" in scenarios:
                 push = setup_data.add_push_contacts(box, size)
                 query = {"department": setup_data.PUSH_DEPARTMENT, "list_id": push["list_id"]}
                 self.timed(box, "5", "b", {**spec, **query}, env, lambda *_: lower_bound.push(push["contacts"]),
                            extrapolate_to=push["contacts"])
-        finally:
-            front["proc"].terminate()
-            box.stop()
 
     def core(self) -> None:
         result = self.worker("6", "mcsf", {"rows": self.size.core_rows}, {})
         self.records.append(report.record("6", "mcsf", result, None, None, self.common))
+
+
+def windows_iso() -> dict[str, list[str]]:
+    """The scenarios' windows as ISO text, as the workers' specs carry them."""
+    return {k: [v[0].isoformat(), v[1].isoformat()] for k, v in setup_data.windows().items()}
 
 
 def bulk_jobs(box: Sandbox) -> set[str]:
