@@ -8,7 +8,12 @@ send, open, click (with its URL), bounce and unsubscribe, linked to the subscrib
 Lead or Contact. Standard email (`regular`) and SMS campaigns are synced, as the Mailchimp app does.
 
 **Flow per audience** (mapped tasks are named by audience):
-`preflight` → `extract` → `map` → `validate` → `load` (with retention) → `report`.
+`preflight` → `members_synced` → `extract` → `map` → `validate` → `load` (with retention) → `report`.
+
+- `members_synced` waits (a sensor in reschedule mode: no worker slot held, a check a minute, up to
+  4 hours) until the hourly `mcsf_audience_sync` has finished a run ending at or after midnight
+  for every audience, so the members who joined late in the day — or, on a new org, every member
+  of a first full load still running — are in Salesforce before their activity links to them.
 
 - Events are read with `since` = the day's start and cut at its end, so an event at 23:59:59
   lands in its own day and never in two.
@@ -16,7 +21,8 @@ Lead or Contact. Standard email (`regular`) and SMS campaigns are synced, as the
   day writes nothing new, duplicates collapse, days can be backfilled in any order.
 - Retention: activity older than the audience's `activity_retention_days` is deleted (Bulk 2.0).
 
-**Params**: `audiences`, `campaigns` (campaign ids; empty = all), `dry_run`.
+**Params**: `audiences`, `campaigns` (campaign ids; empty = all), `dry_run`, `wait_for_hourly_sync`
+(off: load at once; activity of members not yet in Salesforce is rejected with Salesforce's reason).
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
 ACTIVITY = Asset("salesforce://mcsf/MC_Activity__c")
 CAMPAIGNS = Asset("salesforce://mcsf/MC_Campaign__c")
 ORG_TIMEZONE = os.environ.get("MCSF_ORG_TIMEZONE", "UTC")
+MEMBERS_POKE = timedelta(minutes=1)
+MEMBERS_TIMEOUT = timedelta(hours=4)
 
 
 @dag(
@@ -54,6 +62,10 @@ ORG_TIMEZONE = os.environ.get("MCSF_ORG_TIMEZONE", "UTC")
                            description="Campaign ids to sync; empty means every campaign of the audiences."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Do everything but write to Salesforce; would-be writes are staged and counted."),
+        "wait_for_hourly_sync": Param(True, type="boolean", title="Wait for the hourly sync",
+                                      description="Wait until the hourly sync has loaded each audience's members "
+                                                  "through the day's end (off: activity of members not yet in "
+                                                  "Salesforce is rejected)."),
     },
 )
 def mcsf_campaign_activity_sync():
@@ -64,6 +76,13 @@ def mcsf_campaign_activity_sync():
         return audience.preflight_activity(data_interval_start, data_interval_end,
                                            audiences=params["audiences"] or None,
                                            campaigns=params["campaigns"] or None, dry_run=params["dry_run"])
+
+    @task.sensor(poke_interval=MEMBERS_POKE, timeout=MEMBERS_TIMEOUT, mode="reschedule")
+    def members_synced(audiences: list[dict], params=None) -> PokeReturnValue:
+        from mcsf.audience import awaiting_members
+
+        waiting = awaiting_members(audiences) if params["wait_for_hourly_sync"] else []
+        return PokeReturnValue(is_done=not waiting, xcom_value=audiences)
 
     @task(map_index_template="{{ audience_name }}")
     def extract(audience: dict) -> dict:
@@ -96,7 +115,7 @@ def mcsf_campaign_activity_sync():
         return run_step("report", audience, activity=True)
 
     report.expand(audience=load.expand(audience=validate.expand(audience=map_.expand(
-        audience=extract.expand(audience=preflight())))))
+        audience=extract.expand(audience=members_synced(preflight()))))))
 
 
 mcsf_campaign_activity_sync()

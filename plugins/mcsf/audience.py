@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +157,32 @@ def preflight_activity(start: datetime, end: datetime, *, audiences: list[str] |
     ready = preflight(start, end, audiences=audiences, dry_run=dry_run, modes=(SyncMode.ACTIVITY,),
                       dag_id="mcsf_campaign_activity_sync")
     return [{**a, "campaigns": campaigns} for a in ready]
+
+
+def awaiting_members(audiences: list[dict[str, Any]]) -> list[str]:
+    """The nightly run's audiences whose members the hourly sync has not yet loaded through the day's end.
+
+    Every activity links to its member's ``MC_Subscriber__c``; a member who joined late in the day
+    (or every member, while an audience's first full load is still running) is in Salesforce only
+    once an hourly run whose interval ends at or after midnight has finished for that audience —
+    its report is staged then (dry runs do not count). Until then Salesforce would refuse their
+    activity. Reads the staging's listing only: no API request.
+    """
+    from mcsf.status import read_summaries
+
+    if not audiences:
+        return []
+    end = datetime.fromisoformat(audiences[0]["window"][1])
+    reports = read_summaries([DAG_ID], since=end - timedelta(microseconds=1))
+    synced = {r["audience_id"] for r in reports if not r.get("dry_run")}
+    waiting = [a["name"] for a in audiences if a["audience_id"] not in synced]
+    if waiting:
+        log.info("waiting for the hourly sync to load the members of %s through %s (no finished hourly run of "
+                 "theirs ends at or after it yet); their activity would be refused until then",
+                 ", ".join(waiting), end.isoformat())
+    else:
+        log.info("the hourly sync has loaded the members of every audience through %s", end.isoformat())
+    return waiting
 
 
 def _slim_describe(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:
