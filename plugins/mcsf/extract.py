@@ -118,12 +118,16 @@ def extract_audience(
     emails = members["email_address"].map(normalize_email).tolist() if not members.empty else []
     sub_fields = [SUBSCRIBER_KEY, *SUBSCRIBER_FIELDS, "Lead__c", "Contact__c"]
     # Past REST_LIMIT emails these are Bulk 2.0 reads (see mcsf.lookup), not thousands of IN lists.
-    subscribers = lookup.fetch_by_values(sf, SUBSCRIBER, sub_fields, "Email__c", emails)
+    reads = [(lookup.fetch_by_values, args) for args in (
+        (sf, SUBSCRIBER, sub_fields, "Email__c", emails),
+        (sf, "Contact", [*PERSON_BASE, *mapping.contact_fields().values()], "Email", emails),
+        (sf, "Lead", [*PERSON_BASE, "MC_Email_Key__c", *mapping.lead_fields().values()], "Email", emails),
+    )]
+    # Independent reads, side by side; none at all (not even a login) when no member changed.
+    subscribers, contacts, leads = lookup.side_by_side(sf, reads) if emails else [fn(*a) for fn, a in reads]
     stage.write("sf_subscribers", subscribers)
-    stage.write("sf_contacts", lookup.fetch_by_values(
-        sf, "Contact", [*PERSON_BASE, *mapping.contact_fields().values()], "Email", emails))
-    stage.write("sf_leads", lookup.fetch_by_values(
-        sf, "Lead", [*PERSON_BASE, "MC_Email_Key__c", *mapping.lead_fields().values()], "Email", emails))
+    stage.write("sf_contacts", contacts)
+    stage.write("sf_leads", leads)
     return {
         "full": full,
         "full_reason": reason,
