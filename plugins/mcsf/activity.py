@@ -164,26 +164,38 @@ def map_events(events: pd.DataFrame, list_id: str) -> pd.DataFrame:
     return rows.drop_duplicates(ACTIVITY_KEY).reset_index(drop=True)
 
 
-def existing_keys(sf: McsfSalesforceHook, window: Window, expected_rows: int) -> set[str]:
-    """Keys of the activity Salesforce already holds for the window (all audiences: one read)."""
-    where = (f"Occurred_At__c >= {window.start.strftime('%Y-%m-%dT%H:%M:%SZ')} "
-             f"AND Occurred_At__c < {window.end.strftime('%Y-%m-%dT%H:%M:%SZ')}")
-    found = lookup.fetch_all(sf, ACTIVITY, [ACTIVITY_KEY], where, expected_rows=expected_rows)
+def audience_record_id(reader: McsfSalesforceHook, list_id: str, sync_state: list[dict[str, Any]] | None) -> str | None:
+    """The audience's ``MC_Audience__c`` Id: from the sync state preflight read, else asked (None: not there)."""
+    known = next((row.get("Id") for row in sync_state or [] if row.get("Id")), None)
+    if known:
+        return known
+    found = reader.query_frame(f"SELECT Id FROM MC_Audience__c WHERE MC_Audience_Id__c = {lookup.soql_quote(list_id)}")
+    return None if found.empty else found["Id"].iloc[0]
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def existing_keys(sf: McsfSalesforceHook, window: Window, audience_id: str | None) -> set[str]:
+    """Keys of the audience's activity Salesforce already holds for the window (counted first: a
+    first run of a day costs one request)."""
+    if audience_id is None:  # no audience record yet, so no activity of it either
+        return set()
+    where = (f"Audience__c = {lookup.soql_quote(audience_id)} AND Occurred_At__c >= {_stamp(window.start)} "
+             f"AND Occurred_At__c < {_stamp(window.end)}")
+    found = lookup.fetch_all(sf, ACTIVITY, [ACTIVITY_KEY], where, expected_rows=None)
     return set(found[ACTIVITY_KEY]) if len(found) else set()
 
 
 def retention(sf: McsfSalesforceHook | None, reader: McsfSalesforceHook, mapping: AudienceMapping,
-              window: Window, *, dry_run: bool) -> writes.Outcome:
+              window: Window, audience_id: str | None, *, dry_run: bool) -> writes.Outcome:
     """Delete this audience's activity older than ``activity_retention_days`` before the window's end."""
-    if not mapping.activity_retention_days:
+    if not mapping.activity_retention_days or audience_id is None:
         return writes.Outcome()
     cutoff = window.end - timedelta(days=mapping.activity_retention_days)
-    audience = reader.query_frame(f"SELECT Id FROM MC_Audience__c WHERE MC_Audience_Id__c = "
-                                  f"{lookup.soql_quote(mapping.audience_id)}")
-    if audience.empty:
-        return writes.Outcome()
-    old = lookup.fetch_all(reader, ACTIVITY, [], f"Audience__c = {lookup.soql_quote(audience['Id'].iloc[0])} "
-                           f"AND Occurred_At__c < {cutoff.strftime('%Y-%m-%dT%H:%M:%SZ')}", expected_rows=10**6)
+    old = lookup.fetch_all(reader, ACTIVITY, [], f"Audience__c = {lookup.soql_quote(audience_id)} "
+                           f"AND Occurred_At__c < {_stamp(cutoff)}", expected_rows=None)
     ids = old["Id"].tolist() if len(old) else []
     result = writes.delete(sf, ACTIVITY, ids, dry_run=dry_run)
     result.updated = len(ids) - result.failed  # deleted

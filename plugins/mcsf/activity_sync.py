@@ -99,7 +99,8 @@ def load(audience: dict[str, Any]) -> dict[str, Any]:
     outcome = writes.write(writer, activity.CAMPAIGN, diff(campaigns, existing_campaigns, "MC_Campaign_Id__c",
                                                            activity.CAMPAIGN_TYPES_SF),
                            external_id="MC_Campaign_Id__c", stage=stage, dry_run=dry)
-    known = activity.existing_keys(sf, window, expected_rows=audience.get("mapped", 0))
+    record_id = activity.audience_record_id(sf, mapping.audience_id, audience.get("sync_state"))
+    known = activity.existing_keys(sf, window, record_id)
     loaded = writes.Outcome()
     unchanged = 0
     for batch in stage.iter_batches("valid"):
@@ -107,7 +108,7 @@ def load(audience: dict[str, Any]) -> dict[str, Any]:
         unchanged += len(batch) - len(new)
         loaded = loaded.add(writes.write(writer, activity.ACTIVITY, new.assign(_is_new=True),
                                          external_id=activity.ACTIVITY_KEY, stage=stage, dry_run=dry))
-    kept = activity.retention(writer, sf, mapping, window, dry_run=dry)
+    kept = activity.retention(writer, sf, mapping, window, record_id, dry_run=dry)
     rejects = pd.concat([outcome.rejects, loaded.rejects, kept.rejects], ignore_index=True)
     stage.write("rejects_load", rejects)
     reasons = Counter(writes.reason_group(r) for r in rejects["reason"]) if len(rejects) else Counter()

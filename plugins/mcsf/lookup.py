@@ -104,16 +104,26 @@ def in_lists(values: list[str], *, max_items: int, max_chars: int) -> Iterator[s
         yield ", ".join(chunk)
 
 
+def count(sf: McsfSalesforceHook, object_name: str, where: str) -> int:
+    """``SELECT COUNT()``: how many rows match ``where`` (one request)."""
+    return int(sf.conn.query(f"SELECT COUNT() FROM {object_name} WHERE {where}")["totalSize"])
+
+
 def fetch_all(
-    sf: McsfSalesforceHook, object_name: str, fields: Iterable[str], where: str, *, expected_rows: int
+    sf: McsfSalesforceHook, object_name: str, fields: Iterable[str], where: str, *, expected_rows: int | None
 ) -> pd.DataFrame:
     """Every row matching ``where``: REST pages of 2000 for up to ``REST_LIMIT`` expected rows,
     one Bulk 2.0 query job beyond.
 
     :param expected_rows: the caller's estimate (e.g. the audience's member count) — it only
-        picks the cheaper API, the result is complete either way
+        picks the cheaper API, the result is complete either way. None: unknown, counted first
+        (one request, and the only one when nothing matches)
     """
     columns = list(dict.fromkeys(["Id", *fields]))
+    if expected_rows is None:
+        expected_rows = count(sf, object_name, where)
+        if not expected_rows:
+            return pd.DataFrame(columns=columns)
     soql = f"SELECT {', '.join(columns)} FROM {object_name} WHERE {where}"
     found = sf.query_frame(soql) if expected_rows <= REST_LIMIT else sf.bulk_query_frame(soql)
     for column in columns:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mcsf import lookup
 from mcsf.config import ADDRESS_REQUIRED, ConfigProblem
 from mcsf.load import REJECT_COLUMNS, rejects_frame
 from mcsf.mapping import canonical
@@ -475,8 +476,7 @@ def run(start: datetime, end: datetime, *, full: bool = False, dry_run: bool = F
 def read_matches(sf: McsfSalesforceHook, query: QueryDefinition, fields: list[str],
                  window: Window | None) -> pd.DataFrame:
     """The matching records: counted first, then REST pages or, beyond :data:`BULK_ABOVE`, Bulk 2.0."""
-    total = int(sf.conn.query(f"SELECT COUNT() FROM {query.object} WHERE {soql_condition(query.where, window)}")
-                ["totalSize"])
+    total = lookup.count(sf, str(query.object), soql_condition(query.where, window))
     if not total:
         return pd.DataFrame(columns=select_list(fields))
     soql = build_soql(str(query.object), fields, query.where, window)
