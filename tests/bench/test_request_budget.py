@@ -123,6 +123,24 @@ def test_hourly_run_with_nothing_changed_reads_one_page_per_collection(run: Run,
     assert not [k for k in sf if k.startswith(("PATCH", "PUT", "DELETE")) or "/jobs/" in k], sf
 
 
+def test_first_night_counts_what_it_would_read_instead_of_bulk_reading_it(run: Run, first: Any):
+    """Nothing of the day in Salesforce yet and nothing past retention: a COUNT() each, no Bulk query job.
+
+    Before the push test: the members it adds are in no hourly run, so their activity would be refused.
+    """
+    activity = setup_data.add_activity(run.box, SIZE)
+    reports, counts = run.sync("4", activity=True)
+    assert sum(r["extracted"] for r in reports) == activity["events"]
+    assert sum(r["load_failed"] for r in reports) == 0
+    sf = run.box.counts()["salesforce"]["by_endpoint"]
+    assert not [k for k in sf if "/jobs/query" in k], sf
+    written = _by_object(reports)["MC_Activity__c"]
+    bound = lower_bound.activity(activity["campaigns"], len(run.audiences), events_written=written["created"],
+                                 failed=False, row_bytes={})
+    print(f"first night: {counts} vs lower bound {bound}")
+    assert counts["mailchimp"] <= bound["mailchimp"] + 1, (counts, bound)  # + the account's audiences
+
+
 def test_query_builder_push_batches_500_members_a_request(run: Run, first: Any):
     from mcsf import querybuilder
 
@@ -134,3 +152,4 @@ def test_query_builder_push_batches_500_members_a_request(run: Run, first: Any):
     batches = math.ceil(push["contacts"] / 500)
     print(f"push of {push['contacts']}: {counts}")
     assert counts["mailchimp"] <= batches + 5  # the brief's budget: 200 batches + 5 for 100,000 Contacts
+
