@@ -19,10 +19,12 @@ from typing import Any
 
 
 def peak_rss_mb() -> dict[str, float]:
-    """Peak resident set of this process and of its largest waited-for child (Linux: KiB)."""
+    """Peak resident set of this process and of its largest waited-for child (Linux: KiB); ``per_task``
+    when the children were the steps (one at a time, see :func:`bench.runs.timed`)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"self": round(own, 1), "children": round(children, 1), "total": round(own + children, 1)}
+    return {"self": round(own, 1), "children": round(children, 1), "total": round(own + children, 1),
+            "per_task": round(max(own, children), 1)}
 
 
 def quiet_logs() -> None:

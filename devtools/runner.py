@@ -7,9 +7,14 @@ through real Airflow (``airflow dags test``) by their own end-to-end tests.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import pickle
+import traceback
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
 
@@ -31,3 +36,39 @@ def run_sync(start: datetime, end: datetime, *, activity: bool = False, audience
     if not activity:
         ready = [audience.load_subscribers(item) for item in ready]
     return [audience.report(item) for item in ready]
+
+
+def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a forked child, as Airflow runs each task in a process of its own.
+
+    The child's peak memory is then its own (``getrusage(RUSAGE_CHILDREN)`` in the parent); what
+    it returns (a step's XCom-sized dict) comes back pickled, and so does what it raises.
+    """
+    receive, send = multiprocessing.Pipe(duplex=False)
+    pid = os.fork()
+    if pid == 0:  # the child: run, answer, leave without the parent's exit handlers
+        code = 0
+        try:
+            try:
+                payload = (True, fn(*args, **kwargs))
+            except BaseException as err:  # handed to the parent, which raises it
+                code = 1
+                try:
+                    pickle.dumps(err)
+                    payload = (False, err)
+                except Exception:  # one that cannot travel: its text does
+                    payload = (False, RuntimeError("".join(traceback.format_exception(err))))
+            send.send(payload)
+        finally:
+            os._exit(code)
+    send.close()
+    try:
+        ok, value = receive.recv()
+    except EOFError:
+        ok, value = False, RuntimeError(f"{getattr(fn, '__name__', fn)}: the child process died without an answer")
+    finally:
+        receive.close()
+        os.waitpid(pid, 0)
+    if not ok:
+        raise value
+    return value
