@@ -101,13 +101,17 @@ def load(audience: dict[str, Any]) -> dict[str, Any]:
                            external_id="MC_Campaign_Id__c", stage=stage, dry_run=dry)
     record_id = activity.audience_record_id(sf, mapping.audience_id, audience.get("sync_state"))
     known = activity.existing_keys(sf, window, record_id)
-    loaded = writes.Outcome()
     unchanged = 0
-    for batch in stage.iter_batches("valid"):
-        new = batch[~batch[activity.ACTIVITY_KEY].isin(known)]
-        unchanged += len(batch) - len(new)
-        loaded = loaded.add(writes.write(writer, activity.ACTIVITY, new.assign(_is_new=True),
-                                         external_id=activity.ACTIVITY_KEY, stage=stage, dry_run=dry))
+
+    def new_records():
+        nonlocal unchanged
+        for batch in stage.iter_batches("valid"):
+            new = batch[~batch[activity.ACTIVITY_KEY].isin(known)]
+            unchanged += len(batch) - len(new)
+            yield new.assign(_is_new=True)
+
+    loaded = writes.write_stream(writer, activity.ACTIVITY, new_records(), external_id=activity.ACTIVITY_KEY,
+                                 columns=MAPPED_COLUMNS, stage=stage, dry_run=dry)
     kept = activity.retention(writer, sf, mapping, window, record_id, dry_run=dry)
     rejects = pd.concat([outcome.rejects, loaded.rejects, kept.rejects], ignore_index=True)
     stage.write("rejects_load", rejects)

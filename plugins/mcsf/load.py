@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mcsf.hooks.salesforce import McsfSalesforceHook
     from mcsf.staging import Stage
 
@@ -66,14 +70,13 @@ def write(
     :param stage: where a dry run stages the rows it would have written
     """
     key = external_id or "Id"  # how rejects name a refused row
-    body = frame[[c for c in frame.columns if not c.startswith("_")]]
+    body = _body(frame)
     if body.empty:
         return Outcome()
     if dry_run or sf is None:
         if stage is not None:
             stage.write(f"would_write_{object_name}", body)
-        is_new = frame["_is_new"] if "_is_new" in frame else pd.Series(False, index=frame.index)
-        return Outcome(created=int(is_new.sum()), updated=int((~is_new).sum()))
+        return _would_write(frame)
     result = sf.upsert(object_name, external_id, body) if external_id else sf.update(object_name, body)
     created = result.successes["sf__Created"].astype(str).str.lower().eq("true") if len(result.successes) else []
     outcome = Outcome(
@@ -88,6 +91,61 @@ def write(
         outcome.rejects = rejects_frame(object_name, keys, "load", reasons)
         log.warning("%s: Salesforce refused %s of %s rows", object_name, len(result.failures), len(body))
     return outcome
+
+
+def _body(frame: pd.DataFrame) -> pd.DataFrame:
+    """What Salesforce is sent: the frame without mcsf's private ``_`` columns."""
+    return frame[[c for c in frame.columns if not c.startswith("_")]]
+
+
+def _would_write(frame: pd.DataFrame) -> Outcome:
+    """A dry run's counts: rows marked ``_is_new`` would be created, the others updated."""
+    is_new = frame["_is_new"] if "_is_new" in frame else pd.Series(False, index=frame.index)
+    return Outcome(created=int(is_new.sum()), updated=int((~is_new).sum()))
+
+
+def write_stream(
+    sf: McsfSalesforceHook | None,
+    object_name: str,
+    frames: Iterable[pd.DataFrame],
+    *,
+    external_id: str,
+    columns: list[str],
+    stage: Stage | None = None,
+    dry_run: bool = False,
+    in_flight: int = 2,
+) -> Outcome:
+    """:func:`write` of each frame of a stream too big to hold (millions of activity records).
+
+    Up to ``in_flight`` writes run at once: a frame is turned into CSV and uploaded while Salesforce
+    processes the one before (Bulk 2.0 jobs of one object may run side by side). Memory holds
+    ``in_flight`` frames. A dry run stages every would-be row in one file (``columns``).
+    """
+    if dry_run or sf is None:
+        total = Outcome()
+
+        def bodies() -> Iterable[pd.DataFrame]:
+            nonlocal total
+            for frame in frames:
+                total = total.add(_would_write(frame))
+                yield _body(frame)
+
+        if stage is not None:
+            stage.write_chunks(f"would_write_{object_name}", bodies(), [c for c in columns if not c.startswith("_")])
+        else:
+            for _ in bodies():
+                pass
+        return total
+    total = Outcome()
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="salesforce-write") as pool:
+        for frame in frames:
+            if len(pending) >= in_flight:
+                total = total.add(pending.popleft().result())
+            pending.append(pool.submit(write, sf, object_name, frame, external_id=external_id))
+        while pending:
+            total = total.add(pending.popleft().result())
+    return total
 
 
 def delete(sf: McsfSalesforceHook | None, object_name: str, ids: list[str], *, dry_run: bool = False) -> Outcome:

@@ -425,7 +425,7 @@ class McsfSalesforceHook(SalesforceHook):
         row_retries: int,
         via: Via,
     ) -> WriteResult:
-        requests_before = self.requests_used.total()
+        requests_before = self.requests_used.of_this_thread()
         n = len(frame)
         ids: list[str | None] = [None] * n
         created = [False] * n
@@ -457,7 +457,7 @@ class McsfSalesforceHook(SalesforceHook):
                 )
                 time.sleep(min(self.row_retry_backoff_seconds * 2**round_, 5.0))
             todo = again
-        result = _result_frames(frame, ids, created, errors, self.requests_used.total() - requests_before)
+        result = _result_frames(frame, ids, created, errors, self.requests_used.of_this_thread() - requests_before)
         self.log.info(
             "%s %s%s: %s rows via %s; %s succeeded (%s created), %s failed; %s rows re-submitted after "
             "transient errors; %s requests",
