@@ -273,13 +273,18 @@ def person_values(
     """
     out = pd.DataFrame(index=members.index)
     reasons = pd.Series("", index=members.index, dtype=object)
+    converted: dict[tuple[str, str], pd.Series] = {}  # a tag feeding a Lead and a Contact field of one type: once
     for object_name, fields in (("Lead", mapping.lead_fields()), ("Contact", mapping.contact_fields())):
         for tag, field_name in fields.items():
-            describe = sf_fields.get(object_name, {}).get(field_name, {"type": "string"})
+            sf_type = sf_fields.get(object_name, {}).get(field_name, {"type": "string"}).get("type", "string")
+            if (tag, sf_type) in converted:  # only tags without errors are kept: the reasons name the field
+                out[f"{object_name}.{field_name}"] = converted[tag, sf_type]
+                continue
             source = members.get(f"merge.{tag}", pd.Series(None, index=members.index, dtype=object))
-            values, errors = canonical_series(source, describe.get("type", "string"),
-                                              f"merge field {tag} -> {object_name}.{field_name}")
+            values, errors = canonical_series(source, sf_type, f"merge field {tag} -> {object_name}.{field_name}")
             out[f"{object_name}.{field_name}"] = values
+            if errors.isna().all():
+                converted[tag, sf_type] = values
             reasons = _join_reasons(reasons, errors)
     out["_reasons"] = reasons
     return out
