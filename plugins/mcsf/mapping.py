@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mcsf.config import AudienceMapping
 
 SUBSCRIBER = "MC_Subscriber__c"
@@ -158,7 +160,7 @@ def canonical_series(values: pd.Series, sf_type: str, label: str) -> tuple[pd.Se
 
     no_errors = pd.Series(np.full(len(values), None, dtype=object), index=values.index, dtype=object)
     if sf_type not in NUMERIC | {"boolean", "datetime", "date"}:
-        text = uniques.astype("string").str.replace(_CONTROL.pattern, "", regex=True).str.strip()
+        text = _cleaned(uniques.astype("string"))
         return per_row(text.where(text.str.len() > 0, None).to_numpy(dtype=object)), no_errors
     out = np.full(len(uniques), None, dtype=object)
     errors = np.full(len(uniques), None, dtype=object)
@@ -226,31 +228,31 @@ def to_subscribers(members: pd.DataFrame, mapping: AudienceMapping) -> pd.DataFr
     if members.empty:
         return pd.DataFrame(columns=[SUBSCRIBER_KEY, AUDIENCE_REF, *SUBSCRIBER_FIELDS, "_email_norm", "_reasons"])
     email = members["email_address"].astype("string").str.strip()
+    address = email.astype(object).where(email.notna() & (email != ""), None)
     frame[SUBSCRIBER_KEY] = members["list_id"].astype("string") + ":" + members["email_hash"].astype("string")
     frame[AUDIENCE_REF] = mapping.audience_id
-    frame["Name"] = email.str.slice(0, 80)
-    frame["Email__c"] = email
+    # Name is the address cut to 80 characters: the very same values unless an address is longer.
+    frame["Name"] = address if not email.str.len().gt(80).any() else _text_per_row(email, lambda t: t.str.slice(0, 80))
+    frame["Email__c"] = address
     frame["Email_Hash__c"] = members["email_hash"].astype("string")
     frame["Status__c"] = members["status"].astype("string")
-    frame["First_Name__c"] = _merge_text(members, "FNAME").str.slice(0, 80)
-    frame["Last_Name__c"] = _merge_text(members, "LNAME").str.slice(0, 80)
+    none = pd.Series(None, index=members.index, dtype=object)
+    frame["First_Name__c"] = _text_per_row(members.get("merge.FNAME", none), lambda t: _cleaned(t).str.slice(0, 80))
+    frame["Last_Name__c"] = _text_per_row(members.get("merge.LNAME", none), lambda t: _cleaned(t).str.slice(0, 80))
     reasons = pd.Series("", index=members.index, dtype=object)
     for column, source in (("Member_Rating__c", "member_rating"), ("Last_Changed__c", "last_changed"),
                            ("Opted_In_At__c", "timestamp_opt"), ("VIP__c", "vip")):
-        values, errors = canonical_series(members.get(source, pd.Series(None, index=members.index)),
-                                          SUBSCRIBER_FIELDS[column], source)
+        values, errors = canonical_series(members.get(source, none), SUBSCRIBER_FIELDS[column], source)
         frame[column] = values
         reasons = _join_reasons(reasons, errors)
-    language = members.get("language", pd.Series(None, index=members.index))
-    frame["Language__c"] = language.astype("string").str.slice(0, 10)
-    frame["Tags__c"] = members.get("tags", pd.Series(None, index=members.index)).astype("string")
-    interests = members.get("interests", pd.Series(None, index=members.index)).astype("string").fillna("")
+    frame["Language__c"] = _text_per_row(members.get("language", none), lambda t: t.str.slice(0, 10))
+    frame["Tags__c"] = _text_per_row(members.get("tags", none), lambda t: t)
+    interests = members.get("interests", none).astype("string").fillna("")
     # Once per distinct combination of interests (a handful per audience), not once per member.
     codes, combos = pd.factorize(interests)
     keyed = [";".join(f"{mapping.audience_id}:{i}" for i in ids.split(";") if i) or None for ids in combos]
-    frame["Interests__c"] = pd.Series(np.asarray([*keyed, None], dtype=object)[codes], index=members.index)
-    for column in ("Name", "Email__c", "First_Name__c", "Last_Name__c", "Language__c", "Tags__c", "Interests__c"):
-        frame[column] = frame[column].astype(object).where(frame[column].notna() & (frame[column] != ""), None)
+    frame["Interests__c"] = pd.Series(np.asarray([*keyed, None], dtype=object)[codes], index=members.index,
+                                      dtype=object)
     frame["_email_norm"] = email.str.lower()
     frame["_reasons"] = reasons
     return frame
@@ -271,23 +273,34 @@ def person_values(
     """
     out = pd.DataFrame(index=members.index)
     reasons = pd.Series("", index=members.index, dtype=object)
+    converted: dict[tuple[str, str], pd.Series] = {}  # a tag feeding a Lead and a Contact field of one type: once
     for object_name, fields in (("Lead", mapping.lead_fields()), ("Contact", mapping.contact_fields())):
         for tag, field_name in fields.items():
-            describe = sf_fields.get(object_name, {}).get(field_name, {"type": "string"})
+            sf_type = sf_fields.get(object_name, {}).get(field_name, {"type": "string"}).get("type", "string")
+            if (tag, sf_type) in converted:  # only tags without errors are kept: the reasons name the field
+                out[f"{object_name}.{field_name}"] = converted[tag, sf_type]
+                continue
             source = members.get(f"merge.{tag}", pd.Series(None, index=members.index, dtype=object))
-            values, errors = canonical_series(source, describe.get("type", "string"),
-                                              f"merge field {tag} -> {object_name}.{field_name}")
+            values, errors = canonical_series(source, sf_type, f"merge field {tag} -> {object_name}.{field_name}")
             out[f"{object_name}.{field_name}"] = values
+            if errors.isna().all():
+                converted[tag, sf_type] = values
             reasons = _join_reasons(reasons, errors)
     out["_reasons"] = reasons
     return out
 
 
-def _merge_text(members: pd.DataFrame, tag: str) -> pd.Series:
-    column = members.get(f"merge.{tag}")
-    if column is None:
-        return pd.Series(None, index=members.index, dtype="string")
-    return column.astype("string").str.replace(_CONTROL.pattern, "", regex=True).str.strip()
+def _cleaned(text: pd.Series) -> pd.Series:
+    """``string`` text without the control characters Salesforce cannot store, trimmed (see :func:`clean_text`)."""
+    return text.str.replace(_CONTROL.pattern, "", regex=True).str.strip()
+
+
+def _text_per_row(values: pd.Series, edit: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``edit`` (``string`` text in, out) done once per distinct value; per row as object, blank -> None."""
+    codes, uniques = _distinct(values)
+    text = edit(uniques.astype("string"))
+    per_value = text.astype(object).where(text.notna() & (text != ""), None).to_numpy(dtype=object)
+    return pd.Series(np.append(per_value, None)[codes], index=values.index, dtype=object)
 
 
 def _join_reasons(reasons: pd.Series, errors: pd.Series) -> pd.Series:

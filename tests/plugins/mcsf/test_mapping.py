@@ -132,3 +132,16 @@ def test_diff_compares_canonical_forms():
 def test_diff_of_identical_state_is_empty():
     desired = pd.DataFrame({"K": ["a"], "N": ["5"]})
     assert diff(desired, desired, "K", {"N": "double"}).empty
+
+
+def test_one_tag_into_a_lead_and_a_contact_field_gets_a_reason_for_each():
+    mapping = AudienceMapping.model_validate({"audience_id": "L1", "fields": [
+        {"merge_tag": "FNAME", "lead_field": "FirstName", "contact_field": "FirstName"},
+        {"merge_tag": "SCORE", "lead_field": "NumberOfEmployees", "contact_field": "Score__c"}]})
+    describes = {"Lead": {**DESCRIBES["Lead"]}, "Contact": {**DESCRIBES["Contact"], "Score__c": {"type": "int"}}}
+    frame = members_frame([[member(FNAME=" Ada ", SCORE="12"), member("x@y.no", FNAME="Bo", SCORE="lots")]])
+    people = person_values(frame, mapping, describes)
+    assert people["Lead.FirstName"].tolist() == people["Contact.FirstName"].tolist() == ["Ada", "Bo"]
+    assert people["Contact.Score__c"].tolist() == ["12", None]
+    assert people.loc[1, "_reasons"] == ("merge field SCORE -> Lead.NumberOfEmployees: 'lots' is not a number; "
+                                         "merge field SCORE -> Contact.Score__c: 'lots' is not a number")

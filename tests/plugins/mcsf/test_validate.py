@@ -55,3 +55,22 @@ def test_restricted_picklist_rule():
 def test_empty_frame_passes():
     verdict = validate_rows(pd.DataFrame(columns=["Email__c"]), [Rule("Email__c", "email", "x")])
     assert verdict.total == 0 and verdict.reject_share == 0.0
+
+
+def test_padding_of_short_columns_is_never_a_failing_row():
+    # Columns of few distinct values share one GX frame, padded with nulls to the longest column.
+    frame = pd.DataFrame({"Status__c": ["subscribed", None, "weird"] * 4,
+                          "Lead.City": [f"City {i}" for i in range(12)]})
+    rules = [Rule("Status__c", "not_null", "no status"), Rule("Status__c", "in_set", "unknown status", {"subscribed"}),
+             Rule("Lead.City", "max_length", "city too long", 6)]
+    verdict = validate_rows(frame, rules)
+    assert verdict.failures == {"no status": 4, "unknown status": 4, "city too long": 2}
+    assert verdict.rejected.index.tolist() == [1, 2, 4, 5, 7, 8, 10, 11]
+
+
+def test_unique_and_value_rules_on_one_column_of_distinct_values():
+    keys = [f"k{i:05d}" for i in range(6_000)] + ["k00001", "toolong-key"]  # every row its own value
+    verdict = validate_rows(pd.DataFrame({"K": keys}), [Rule("K", "unique", "twice"),
+                                                        Rule("K", "max_length", "too long", 6)])
+    assert verdict.failures == {"twice": 2, "too long": 1}
+    assert verdict.rejected.index.tolist() == [1, 6_000, 6_001]
