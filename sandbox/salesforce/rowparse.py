@@ -1,4 +1,4 @@
-"""Turn API input (a JSON record, a Bulk CSV row) into :class:`dml.RowIn`.
+"""Turn API input into what :mod:`dml` writes: a JSON record into a RowIn, Bulk CSV chunks into a Batch.
 
 Both paths share the field coercers of :mod:`values`; they differ where Salesforce differs:
 JSON ``null`` clears a field, while in Bulk CSV an empty cell means "leave as is" (null on insert)
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sandbox.salesforce.dml import RowIn, err
+from sandbox.salesforce.dml import UNSET, Batch, RowIn, err
 from sandbox.salesforce.values import FieldError, TypeMismatch, coercer, csv_mismatch, json_mismatch
 
 if TYPE_CHECKING:
@@ -153,7 +153,12 @@ class Parser:
 
 
 class CsvPlan:
-    """Turns CSV rows of one header into RowIn; plain text columns take a tight fast path."""
+    """Turns chunks of CSV rows of one header into a :class:`Batch`, a column at a time.
+
+    Plain text columns only need a length check, done on the whole column at once; other columns
+    go through their field's coercer cell by cell. Errors land in each row's list in the order
+    the columns are checked: plain text columns first, then the others, in header order.
+    """
 
     def __init__(self, cols: list[Column], op: str) -> None:
         self.width = len(cols)
@@ -162,49 +167,67 @@ class CsvPlan:
                      if c.maxlen is not None and c.error is None]
         self.slow = [c for c in cols if c.maxlen is None or c.error is not None]
 
-    def row(self, rec: list[str]) -> RowIn:
-        if len(rec) != self.width:
-            if len(rec) > self.width:
-                return RowIn(errors=[err("INVALID_FIELD", "The row has more fields than the header row", [])])
-            rec = rec + [""] * (self.width - len(rec))
-        values: dict[str, Any] = {}
-        errors: list[dict[str, Any]] = []
+    def batch(self, n: int, cells: list[list[str]], long_rows: list[int]) -> Batch:
+        """``cells[j]`` is column j of ``n`` rows; ``long_rows`` had more cells than the header (all empty here)."""
+        b = Batch(n)
+        errors = b.errors
+        for i in long_rows:
+            errors[i].append(err("INVALID_FIELD", "The row has more fields than the header row", []))
         for idx, name, maxlen, f in self.fast:
-            s = rec[idx]
-            if s:  # empty cell: unchanged on update, null on insert
-                if len(s) <= maxlen and s != "#N/A":
-                    values[name] = s
-                elif s == "#N/A":
-                    values[name] = None
-                else:
-                    errors.append(FieldError("STRING_TOO_LONG", f"{f.label}: data value too large: {s} (max length="
-                                             f"{maxlen})", [name]).as_dict())
-        row = RowIn(values, None, None, errors)
+            _put(b, name, _plain(cells[idx], maxlen, f, errors))
         for col in self.slow:
-            s = rec[col.index]
-            if not s:
-                continue
+            column = cells[col.index]
             if col.error is not None:
-                errors.append(col.error)
+                for i, s in enumerate(column):
+                    if s:
+                        errors[i].append(col.error)
                 continue
             if col.kind == "id":
                 if self.op == "insert":
-                    errors.append(err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
-                row.id = s
+                    for i, s in enumerate(column):
+                        if s:
+                            errors[i].append(err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
+                b.ids = [s or None for s in column]
                 continue
-            if s == "#N/A":
-                v = None
-            else:
+            values: list[Any] = [UNSET] * n
+            coerce = col.coerce
+            for i, s in enumerate(column):
+                if not s:  # empty cell: unchanged on update, null on insert
+                    continue
+                if s == "#N/A":
+                    values[i] = None
+                    continue
                 try:
-                    v = col.coerce(s)  # type: ignore[misc]
+                    values[i] = coerce(s)  # type: ignore[misc]
                 except FieldError as e:
-                    errors.append(e.as_dict())
-                    continue
+                    errors[i].append(e.as_dict())
                 except TypeMismatch as e:
-                    errors.append(csv_mismatch(e, col.index + 1).as_dict())
-                    continue
+                    errors[i].append(csv_mismatch(e, col.index + 1).as_dict())
             if col.kind == "field":
-                values[col.field.name] = v  # type: ignore[union-attr]
+                _put(b, col.field.name, values)  # type: ignore[union-attr]
             else:
-                row.refs.append((col.field, col.parent, col.parent_field, v))  # type: ignore[arg-type]
-        return row
+                b.refs.append((col.field, col.parent, col.parent_field, values))  # type: ignore[arg-type]
+        return b
+
+
+def _plain(column: list[str], maxlen: int, f: FieldDef, errors: list[list[dict[str, Any]]]) -> list[Any]:
+    """A plain text column's values: empty is UNSET, ``#N/A`` is None, too long is an error."""
+    if "" not in column and "#N/A" not in column and max(map(len, column), default=0) <= maxlen:
+        return column
+    values: list[Any] = list(column)
+    for i, s in enumerate(column):
+        if not s:
+            values[i] = UNSET
+        elif s == "#N/A":
+            values[i] = None
+        elif len(s) > maxlen:
+            values[i] = UNSET
+            errors[i].append(FieldError("STRING_TOO_LONG", f"{f.label}: data value too large: {s} (max length="
+                                        f"{maxlen})", [f.name]).as_dict())
+    return values
+
+
+def _put(b: Batch, name: str, values: list[Any]) -> None:
+    """Set a column; a field named twice in the header keeps the earlier cell where the later is empty."""
+    old = b.columns.get(name)
+    b.columns[name] = values if old is None else [o if v is UNSET else v for o, v in zip(old, values, strict=True)]
