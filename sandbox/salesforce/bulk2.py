@@ -266,9 +266,9 @@ class Jobs:
                 with org.store.transaction() as c:
                     out = org.writer.apply_batch(c, obj, job.operation, batch, ext, lock if rate > 0 else None)
                 ok, bad = [], []
-                for rid, created, errors, line in zip(out.ids, out.created, out.errors, chunk.echo, strict=True):
+                for i, (rid, created, line) in enumerate(zip(out.ids, out.created, chunk.echo, strict=True)):
                     tail = f"{delim}{line}{eol}" if line else eol  # a blank line echoes no cells
-                    if errors:
+                    if errors := out.errors.get(i):
                         bad.append(bulkcsv.quote_cells([rid or "", error_text(errors)], delim) + tail)
                     else:
                         ok.append(f'"{rid}"{delim}"{"true" if created else "false"}"{tail}')

@@ -32,13 +32,13 @@ BOM = b"\xef\xbb\xbf"
 class Chunk:
     """Consecutive data rows of one upload.
 
-    :param cells: column-wise, each row padded to the header's width (all empty for a row with
+    :param cells: the columns, each row padded to the header's width (all empty for a row with
         more cells than the header; ``long_rows`` lists those)
     :param echo: each row as the result files repeat it: its own cells, quoted, delimited
     """
 
     n: int
-    cells: list[list[str]]
+    cells: list[pa.Array]
     long_rows: list[int]
     echo: list[str]
 
@@ -60,7 +60,7 @@ def read(path: Path, delimiter: str, size: int) -> Iterator[list[str] | Chunk]:
     yield table.column_names
     for start in range(0, table.num_rows, size):
         part = table.slice(start, size)
-        yield Chunk(part.num_rows, [col.to_pylist() for col in part.columns], [], _echo(part, delimiter))
+        yield Chunk(part.num_rows, part.columns, [], _echo(part.columns, part.num_rows, delimiter))
 
 
 def _arrow_table(data: bytes, delimiter: str) -> pa.Table | None:
@@ -119,11 +119,10 @@ def _irregular_quotes(data: bytes, delimiter: str) -> bool:
     return bool(bad_open.any() or bad_close.any())
 
 
-def _echo(part: pa.Table, delimiter: str) -> list[str]:
-    if not part.num_columns:
-        return [""] * part.num_rows
-    quoted = [pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "")
-              for col in part.columns]
+def _echo(columns: list[pa.Array], n: int, delimiter: str) -> list[str]:
+    if not columns:
+        return [""] * n
+    quoted = [pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "") for col in columns]
     return pc.binary_join_element_wise(*quoted, delimiter).to_pylist()
 
 
@@ -139,5 +138,9 @@ def _read_with_csv(path: Path, delimiter: str, size: int) -> Iterator[list[str] 
             long_rows = [i for i, r in enumerate(rows) if len(r) > width]
             even = [r if len(r) == width else [""] * width if len(r) > width else r + [""] * (width - len(r))
                     for r in rows]
-            cells = [list(col) for col in zip(*even, strict=True)] if width else []
-            yield Chunk(len(rows), cells, long_rows, [quote_cells(r, delimiter) for r in rows])
+            cells = [pa.array(col, pa.string()) for col in zip(*even, strict=True)] if width else []
+            echo = _echo(cells, len(rows), delimiter)
+            for i, r in enumerate(rows):
+                if len(r) != width:
+                    echo[i] = quote_cells(r, delimiter)
+            yield Chunk(len(rows), cells, long_rows, echo)

@@ -67,19 +67,20 @@ class Batch:
     :param refs: lookups given by a parent's external id, ``(lookup, parent, parent field, keys)``
         with one key per record (UNSET: none)
     :param ids: the Id each record names (update, delete, upsert on Id), None when it names none
-    :param errors: each record's own list; parse errors come first, the engine appends its own
+    :param errors: record index -> its errors (only records that have some); parse errors come
+        first, the engine appends its own
     """
 
     __slots__ = ("columns", "errors", "ids", "n", "refs")
 
     def __init__(self, n: int, columns: dict[str, list[Any]] | None = None,
                  refs: list[tuple[FieldDef, ObjectDef, FieldDef, list[Any]]] | None = None,
-                 ids: list[str | None] | None = None, errors: list[list[dict[str, Any]]] | None = None) -> None:
+                 ids: list[str | None] | None = None, errors: dict[int, list[dict[str, Any]]] | None = None) -> None:
         self.n = n
         self.columns = {} if columns is None else columns
         self.refs = [] if refs is None else refs
         self.ids: list[str | None] = [None] * n if ids is None else ids
-        self.errors = [[] for _ in range(n)] if errors is None else errors
+        self.errors = {} if errors is None else errors
 
     @classmethod
     def of_rows(cls, rows: list[RowIn]) -> Batch:
@@ -92,7 +93,8 @@ class Batch:
             for lookup, parent, pf, key in r.refs:
                 ref = refs.setdefault((lookup.name, parent.name, pf.name), (lookup, parent, pf, [UNSET] * n))
                 ref[3][i] = key
-        return cls(n, columns, list(refs.values()), [r.id for r in rows], [r.errors for r in rows])
+        errors = {i: list(r.errors) for i, r in enumerate(rows) if r.errors}
+        return cls(n, columns, list(refs.values()), [r.id for r in rows], errors)
 
     def column(self, name: str) -> list[Any]:
         """The column of ``name``, made (all UNSET) when no record gives it."""
@@ -104,7 +106,10 @@ class Batch:
     def ok(self) -> list[int]:
         """Records without an error so far."""
         errors = self.errors
-        return [i for i in range(self.n) if not errors[i]]
+        return [i for i in range(self.n) if i not in errors] if errors else list(range(self.n))
+
+    def fail(self, i: int, error: dict[str, Any]) -> None:
+        self.errors.setdefault(i, []).append(error)
 
 
 class Outcome:
@@ -112,11 +117,12 @@ class Outcome:
 
     __slots__ = ("created", "errors", "ids")
 
-    def __init__(self, ids: list[str | None], created: list[bool], errors: list[list[dict[str, Any]]]) -> None:
-        self.ids, self.created, self.errors = ids, created, errors
+    def __init__(self, ids: list[str | None], created: list[bool], errors: dict[int, list[dict[str, Any]]]) -> None:
+        self.ids, self.created, self.errors = ids, created, errors  # errors: as in Batch
 
     def results(self) -> list[Result]:
-        return [Result(rid, made, e) for rid, made, e in zip(self.ids, self.created, self.errors, strict=True)]
+        return [Result(rid, made, self.errors.get(i, []))
+                for i, (rid, made) in enumerate(zip(self.ids, self.created, strict=True))]
 
 
 @dataclass
@@ -178,23 +184,23 @@ class Writer:
             targets = self._match_ids(c, obj, b)
         errs = b.errors
         if op in ("delete", "hardDelete"):
-            return self._delete(c, obj, op, targets, errs, lock)
+            return self._delete(c, obj, op, targets, b, lock)
         if op == "upsert" and ext is not None and ext.name == "Id":
             for i, t in enumerate(targets):
-                if t is None and not errs[i]:
-                    errs[i].append(err("NOT_FOUND", "Provided external ID field does not exist or is not "
-                                       f"accessible: {b.ids[i]}", ["Id"]))
+                if t is None and i not in errs:
+                    b.fail(i, err("NOT_FOUND", "Provided external ID field does not exist or is not "
+                                  f"accessible: {b.ids[i]}", ["Id"]))
         self._check_required(obj, b, targets)
         self._check_unique(c, obj, b, targets, skip=ext.name if op == "upsert" and ext else None)
         if lock is not None:
             for i in range(b.n):
-                if not errs[i] and lock():
-                    errs[i].append(dict(LOCK_ERROR))
+                if i not in errs and lock():
+                    b.fail(i, dict(LOCK_ERROR))
         return self._write(c, obj, b, targets)
 
     # -- resolution -------------------------------------------------------------------------
     def _resolve_refs(self, c: sqlite3.Connection, b: Batch) -> None:
-        errs, ok = b.errors, b.ok()
+        ok = b.ok()
         for lookup, parent, pf, keys in b.refs:
             norm = fold(pf)
             wanted = {norm(k) for i in ok if (k := keys[i]) is not UNSET and k is not None}
@@ -214,11 +220,11 @@ class Writer:
                 if len(hit) == 1:
                     col[i] = hit[0]
                 elif not hit:
-                    errs[i].append(err("INVALID_FIELD", f"Foreign key external ID: {key} not found for field "
-                                       f"{pf.name} in entity {parent.name}", [lookup.name]))
+                    b.fail(i, err("INVALID_FIELD", f"Foreign key external ID: {key} not found for field "
+                                  f"{pf.name} in entity {parent.name}", [lookup.name]))
                 else:
-                    errs[i].append(err("INVALID_FIELD", f"More than 1 record found for external id field "
-                                       f"{pf.name}: {', '.join(hit)}", [lookup.name]))
+                    b.fail(i, err("INVALID_FIELD", f"More than 1 record found for external id field "
+                                  f"{pf.name}: {', '.join(hit)}", [lookup.name]))
 
     def _check_refs_exist(self, c: sqlite3.Connection, obj: ObjectDef, b: Batch) -> None:
         refs = [(f, col) for f in obj.fields.values()
@@ -242,11 +248,10 @@ class Writer:
             for i in ok:
                 v = col[i]
                 if v is not None and v is not UNSET and v not in alive:
-                    b.errors[i].append(err("INVALID_CROSS_REFERENCE_KEY", f"{f.label}: invalid cross reference id",
-                                           [f.name]))
+                    b.fail(i, err("INVALID_CROSS_REFERENCE_KEY", f"{f.label}: invalid cross reference id",
+                                  [f.name]))
 
     def _match_ids(self, c: sqlite3.Connection, obj: ObjectDef, b: Batch) -> list[tuple[int, str] | None]:
-        errs = b.errors
         wanted: dict[int, int] = {}
         full: dict[int, str] = {}
         for i in b.ok():
@@ -258,10 +263,10 @@ class Writer:
                     raise ValueError(given)
             except ValueError:
                 if not given:
-                    errs[i].append(err("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"]))
+                    b.fail(i, err("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"]))
                 else:
-                    errs[i].append(err("MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {given}",
-                                       ["Id"]))
+                    b.fail(i, err("MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {given}",
+                                  ["Id"]))
                 continue
             wanted[i] = n
         rowinfo = {n: (rid, deleted) for n, rid, deleted in
@@ -270,16 +275,16 @@ class Writer:
         for i, n in wanted.items():
             info = rowinfo.get(n)
             if info is None or info[0] != full[i]:
-                errs[i].append(err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"]))
+                b.fail(i, err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"]))
             elif info[1]:
-                errs[i].append(err("ENTITY_IS_DELETED", "entity is deleted", ["Id"]))
+                b.fail(i, err("ENTITY_IS_DELETED", "entity is deleted", ["Id"]))
             else:
                 out[i] = (n, info[0])
         return out
 
     def _match_keys(self, c: sqlite3.Connection, obj: ObjectDef, ext: FieldDef,
                     b: Batch) -> list[tuple[int, str] | None]:
-        name, errs = ext.name, b.errors
+        name = ext.name
         norm = fold(ext)
         keys = b.column(name)
         first: dict[Any, int] = {}  # folded key -> the record that carries it
@@ -287,7 +292,7 @@ class Writer:
         for i in b.ok():
             key = keys[i]
             if key is None or key is UNSET:
-                errs[i].append(err("MISSING_ARGUMENT", f"{name} not specified", [name]))
+                b.fail(i, err("MISSING_ARGUMENT", f"{name} not specified", [name]))
                 continue
             k = norm(key)
             if k in first:
@@ -298,7 +303,7 @@ class Writer:
             for i in b.ok():
                 key = keys[i]
                 if key is not None and key is not UNSET and norm(key) in dups:
-                    errs[i].append(err("DUPLICATE_VALUE", f"Duplicate external id specified: {key}", [name]))
+                    b.fail(i, err("DUPLICATE_VALUE", f"Duplicate external id specified: {key}", [name]))
             for k in dups:
                 del first[k]
         out: list[tuple[int, str] | None] = [None] * b.n
@@ -320,8 +325,8 @@ class Writer:
                 keys[i] = UNSET  # unchanged key: keep it out of the UPDATE (index churn)
         for k, rids in seen.items():
             if len(rids) > 1:
-                errs[first[k]].append(err("DUPLICATE_EXTERNAL_ID", f"{ext.label}: more than one record found for "
-                                          f"external id field: {rids}", [name]))
+                b.fail(first[k], err("DUPLICATE_EXTERNAL_ID", f"{ext.label}: more than one record found for "
+                                     f"external id field: {rids}", [name]))
         return out
 
     # -- validation -------------------------------------------------------------------------
@@ -354,8 +359,8 @@ class Writer:
                     else:
                         missing[i].append(name)
         for i, names in missing.items():
-            b.errors[i].append(err("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(names)}]",
-                                   names))
+            b.fail(i, err("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(names)}]",
+                          names))
 
     def _check_unique(self, c: sqlite3.Connection, obj: ObjectDef, b: Batch,
                       targets: list[tuple[int, str] | None], skip: str | None = None) -> None:
@@ -368,12 +373,12 @@ class Writer:
             norm = fold(f)
             seen: dict[Any, int] = {}
             for i, v in enumerate(col):
-                if errs[i] or v is None or v is UNSET:
+                if i in errs or v is None or v is UNSET:
                     continue
                 key = norm(v)
                 if key in seen:
-                    errs[i].append(err("DUPLICATE_VALUE", f"duplicate value found: {f.name} duplicates value on "
-                                       "record with id: <unknown>", [f.name]))
+                    b.fail(i, err("DUPLICATE_VALUE", f"duplicate value found: {f.name} duplicates value on "
+                                  "record with id: <unknown>", [f.name]))
                 else:
                     seen[key] = i
             if not seen:
@@ -382,9 +387,9 @@ class Writer:
                               " AND IsDeleted = 0")
             for n, rid, v in found:
                 i = seen.get(norm(v))
-                if i is not None and not errs[i] and (targets[i] is None or targets[i][0] != n):  # type: ignore[index]
-                    errs[i].append(err("DUPLICATE_VALUE", f"duplicate value found: {f.name} duplicates value on "
-                                       f"record with id: {rid}", [f.name]))
+                if i is not None and i not in errs and (targets[i] is None or targets[i][0] != n):  # type: ignore[index]
+                    b.fail(i, err("DUPLICATE_VALUE", f"duplicate value found: {f.name} duplicates value on "
+                                  f"record with id: {rid}", [f.name]))
 
     # -- writing ----------------------------------------------------------------------------
     def _write(self, c: sqlite3.Connection, obj: ObjectDef, b: Batch,
@@ -461,14 +466,14 @@ class Writer:
                           zip(*params, strict=False))  # the audit values repeat
 
     def _delete(self, c: sqlite3.Connection, obj: ObjectDef, op: str, targets: list[tuple[int, str] | None],
-                errs: list[list[dict[str, Any]]], lock: Callable[[], bool] | None) -> Outcome:
-        out = Outcome([None] * len(targets), [False] * len(targets), errs)
+                b: Batch, lock: Callable[[], bool] | None) -> Outcome:
+        out = Outcome([None] * b.n, [False] * b.n, b.errors)
         batch = []
         for i, t in enumerate(targets):
-            if t is None or errs[i]:
+            if t is None or i in b.errors:
                 continue
             if lock is not None and lock():
-                errs[i].append(dict(LOCK_ERROR))
+                b.fail(i, dict(LOCK_ERROR))
                 continue
             batch.append(t[0])
             out.ids[i] = t[1]

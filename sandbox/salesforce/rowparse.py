@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sandbox.salesforce.dml import UNSET, Batch, RowIn, err
-from sandbox.salesforce.values import FieldError, TypeMismatch, coercer, csv_mismatch, json_mismatch
+from sandbox.salesforce.values import EMAIL_RE, FieldError, TypeMismatch, coercer, csv_mismatch, json_mismatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -155,9 +158,11 @@ class Parser:
 class CsvPlan:
     """Turns chunks of CSV rows of one header into a :class:`Batch`, a column at a time.
 
-    Plain text columns only need a length check, done on the whole column at once; other columns
-    go through their field's coercer cell by cell. Errors land in each row's list in the order
-    the columns are checked: plain text columns first, then the others, in header order.
+    pyarrow checks whole columns first: plain text only needs a length check; emails and
+    restricted picklists are matched there too, so only the cells it cannot vouch for (empty,
+    ``#N/A``, invalid, or beyond what it can tell) meet their field's coercer one by one. Errors
+    land in each row's list in the order columns are checked: plain text first, then the others,
+    each group in header order.
     """
 
     def __init__(self, cols: list[Column], op: str) -> None:
@@ -167,32 +172,39 @@ class CsvPlan:
                      if c.maxlen is not None and c.error is None]
         self.slow = [c for c in cols if c.maxlen is None or c.error is not None]
 
-    def batch(self, n: int, cells: list[list[str]], long_rows: list[int]) -> Batch:
+    def batch(self, n: int, cells: list[pa.Array], long_rows: list[int]) -> Batch:
         """``cells[j]`` is column j of ``n`` rows; ``long_rows`` had more cells than the header (all empty here)."""
         b = Batch(n)
-        errors = b.errors
         for i in long_rows:
-            errors[i].append(err("INVALID_FIELD", "The row has more fields than the header row", []))
+            b.fail(i, err("INVALID_FIELD", "The row has more fields than the header row", []))
         for idx, name, maxlen, f in self.fast:
-            _put(b, name, _plain(cells[idx], maxlen, f, errors))
+            _put(b, name, _plain(cells[idx], maxlen, f, b))
         for col in self.slow:
-            column = cells[col.index]
+            column = cells[col.index].to_pylist()
             if col.error is not None:
                 for i, s in enumerate(column):
                     if s:
-                        errors[i].append(col.error)
+                        b.fail(i, col.error)
                 continue
             if col.kind == "id":
                 if self.op == "insert":
                     for i, s in enumerate(column):
                         if s:
-                            errors[i].append(err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
+                            b.fail(i, err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
                 b.ids = [s or None for s in column]
                 continue
-            values: list[Any] = [UNSET] * n
+            accepted = _accepted(col, cells[col.index])
+            if accepted is None:
+                values: list[Any] = [UNSET] * n
+                suspects: Any = (i for i, s in enumerate(column) if s)
+            else:  # the coercer would return these cells unchanged
+                values = column
+                suspects = pc.indices_nonzero(pc.invert(accepted)).to_pylist()
             coerce = col.coerce
-            for i, s in enumerate(column):
+            for i in suspects:
+                s = column[i]
                 if not s:  # empty cell: unchanged on update, null on insert
+                    values[i] = UNSET
                     continue
                 if s == "#N/A":
                     values[i] = None
@@ -200,9 +212,11 @@ class CsvPlan:
                 try:
                     values[i] = coerce(s)  # type: ignore[misc]
                 except FieldError as e:
-                    errors[i].append(e.as_dict())
+                    values[i] = UNSET
+                    b.fail(i, e.as_dict())
                 except TypeMismatch as e:
-                    errors[i].append(csv_mismatch(e, col.index + 1).as_dict())
+                    values[i] = UNSET
+                    b.fail(i, csv_mismatch(e, col.index + 1).as_dict())
             if col.kind == "field":
                 _put(b, col.field.name, values)  # type: ignore[union-attr]
             else:
@@ -210,21 +224,40 @@ class CsvPlan:
         return b
 
 
-def _plain(column: list[str], maxlen: int, f: FieldDef, errors: list[list[dict[str, Any]]]) -> list[Any]:
+def _plain(column: pa.Array, maxlen: int, f: FieldDef, b: Batch) -> list[Any]:
     """A plain text column's values: empty is UNSET, ``#N/A`` is None, too long is an error."""
-    if "" not in column and "#N/A" not in column and max(map(len, column), default=0) <= maxlen:
-        return column
-    values: list[Any] = list(column)
-    for i, s in enumerate(column):
+    values: list[Any] = column.to_pylist()
+    lengths = pc.min_max(pc.utf8_length(column))
+    if lengths["min"].as_py() > 0 and lengths["max"].as_py() <= maxlen and not pc.any(pc.equal(column, "#N/A")).as_py():
+        return values
+    for i, s in enumerate(values):
         if not s:
             values[i] = UNSET
         elif s == "#N/A":
             values[i] = None
         elif len(s) > maxlen:
             values[i] = UNSET
-            errors[i].append(FieldError("STRING_TOO_LONG", f"{f.label}: data value too large: {s} (max length="
-                                        f"{maxlen})", [f.name]).as_dict())
+            b.fail(i, FieldError("STRING_TOO_LONG", f"{f.label}: data value too large: {s} (max length="
+                                 f"{maxlen})", [f.name]).as_dict())
     return values
+
+
+def _accepted(col: Column, column: pa.Array) -> pa.Array | None:
+    """Which cells pyarrow can vouch for: their field's coercer would return them unchanged.
+
+    Its regexes are RE2's, whose ``$`` matches only at the very end, so an email it accepts Python
+    accepts too; a picklist value with ``;`` in it is left to the coercer.
+    """
+    f = col.field
+    if col.kind != "field" or f is None or f.type not in ("email", "picklist", "multipicklist"):
+        return None
+    ok = pc.less_equal(pc.utf8_length(column), f.length)
+    if f.type == "email":
+        ok = pc.and_(ok, pc.match_substring_regex(column, EMAIL_RE.pattern))
+    if f.restricted:
+        allowed = pa.array([p.value for p in f.picklist if ";" not in p.value], pa.string())
+        ok = pc.and_(ok, pc.is_in(column, value_set=allowed))
+    return ok
 
 
 def _put(b: Batch, name: str, values: list[Any]) -> None:
