@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -140,6 +140,13 @@ def fold(f: FieldDef) -> Callable[[Any], Any]:
     if f.collation == "NOCASE":
         return lambda v: (v.lower() if v.isascii() else v.translate(_FOLD)) if isinstance(v, str) else v
     return lambda v: v
+
+
+def fold_all(f: FieldDef, values: list[str]) -> list[str]:
+    """:func:`fold` over a column of strings, without a call per value."""
+    if f.collation != "NOCASE":
+        return values
+    return [v.lower() if v.isascii() else v.translate(_FOLD) for v in values]
 
 
 def _pick(col: list[Any], rows: list[int], n: int) -> list[Any]:
@@ -285,48 +292,44 @@ class Writer:
     def _match_keys(self, c: sqlite3.Connection, obj: ObjectDef, ext: FieldDef,
                     b: Batch) -> list[tuple[int, str] | None]:
         name = ext.name
-        norm = fold(ext)
         keys = b.column(name)
-        first: dict[Any, int] = {}  # folded key -> the record that carries it
-        dups: set[Any] = set()
+        live = []
         for i in b.ok():
-            key = keys[i]
-            if key is None or key is UNSET:
+            if keys[i] is None or keys[i] is UNSET:
                 b.fail(i, err("MISSING_ARGUMENT", f"{name} not specified", [name]))
-                continue
-            k = norm(key)
-            if k in first:
-                dups.add(k)
             else:
-                first[k] = i
-        if dups:
-            for i in b.ok():
-                key = keys[i]
-                if key is not None and key is not UNSET and norm(key) in dups:
-                    b.fail(i, err("DUPLICATE_VALUE", f"Duplicate external id specified: {key}", [name]))
+                live.append(i)
+        folded = fold_all(ext, [keys[i] for i in live])
+        first: dict[Any, int] = {}  # folded key -> the record that carries it
+        for i, k in zip(live, folded, strict=True):
+            first.setdefault(k, i)
+        if len(first) < len(live):
+            dups = {k for k, n in Counter(folded).items() if n > 1}
+            for i, k in zip(live, folded, strict=True):
+                if k in dups:
+                    b.fail(i, err("DUPLICATE_VALUE", f"Duplicate external id specified: {keys[i]}", [name]))
             for k in dups:
                 del first[k]
         out: list[tuple[int, str] | None] = [None] * b.n
-        seen: dict[Any, list[str]] = {}
+        several: dict[int, list[str]] = {}  # a non-unique external id matching several records
         found = select_in(c, obj.name, f'_n, "Id", {q(name)}', name, [keys[i] for i in first.values()],
                           " AND IsDeleted = 0")
-        for n, rid, stored in found:
-            k = norm(stored)
+        for (n, rid, stored), k in zip(found, fold_all(ext, [row[2] for row in found]), strict=True):
             i = first.get(k)
             if i is None:
                 continue
-            if k in seen:  # a non-unique external id matching several records
-                seen[k].append(rid)
+            if i in several:
+                several[i].append(rid)
+            elif (hit := out[i]) is not None:
+                several[i] = [hit[1], rid]
                 out[i] = None
-                continue
-            seen[k] = [rid]
-            out[i] = (n, rid)
-            if stored == keys[i]:
-                keys[i] = UNSET  # unchanged key: keep it out of the UPDATE (index churn)
-        for k, rids in seen.items():
-            if len(rids) > 1:
-                b.fail(first[k], err("DUPLICATE_EXTERNAL_ID", f"{ext.label}: more than one record found for "
-                                     f"external id field: {rids}", [name]))
+            else:
+                out[i] = (n, rid)
+                if stored == keys[i]:
+                    keys[i] = UNSET  # unchanged key: keep it out of the UPDATE (index churn)
+        for i, rids in several.items():
+            b.fail(i, err("DUPLICATE_EXTERNAL_ID", f"{ext.label}: more than one record found for external id "
+                          f"field: {rids}", [name]))
         return out
 
     # -- validation -------------------------------------------------------------------------
@@ -411,7 +414,7 @@ class Writer:
                 out: Outcome) -> None:
         start = self.store.allocate(c, obj, len(rows))
         ns = range(start, start + len(rows))
-        rids = [ids.encode(obj.key_prefix, n) for n in ns]
+        rids = ids.encode_range(obj.key_prefix, start, len(rows))
         # parsing refused non-createable fields, so given columns cannot clash with the audit ones
         cols = {name: _nulls(_pick(col, rows, b.n)) for name, col in b.columns.items()}
         cols = {name: col for name, col in cols.items() if any(v is not None for v in col)}
