@@ -89,13 +89,17 @@ def _arrow_table(data: bytes, delimiter: str) -> pa.Table | None:
         return None
     if invalid or table.column_names != header:
         return None
-    blank = None  # pyarrow reads a blank line as a row of empty cells, the csv module as a row of none
+    if any(pair in data for pair in (b"\n\n", b"\r\r", b"\n\r")) and _has_empty_row(table):
+        return None  # pyarrow reads a blank line as a row of empty cells, the csv module as a row of none
+    return table
+
+
+def _has_empty_row(table: pa.Table) -> bool:
+    blank = None
     for col in table.columns:
         empty = pc.equal(col, "")
         blank = empty if blank is None else pc.and_(blank, empty)
-    if blank is not None and pc.any(blank).as_py():
-        return None
-    return table
+    return blank is not None and pc.any(blank).as_py()
 
 
 def _irregular_quotes(data: bytes, delimiter: str) -> bool:
@@ -110,20 +114,26 @@ def _irregular_quotes(data: bytes, delimiter: str) -> bool:
         return True  # a quote left open at the end
     if not len(at):
         return False
-    bounds = np.array([ord(delimiter), ord("\n"), ord("\r"), ord('"')], np.uint8)
     opening, closing = at[0::2], at[1::2]
     before = buf[np.maximum(opening - 1, 0)]
     after = buf[np.minimum(closing + 1, len(buf) - 1)]
-    bad_open = ~np.isin(before, bounds) & (opening > 0)
-    bad_close = ~np.isin(after, bounds) & (closing < len(buf) - 1)
+    bad_open = ~_boundary(before, delimiter) & (opening > 0)
+    bad_close = ~_boundary(after, delimiter) & (closing < len(buf) - 1)
     return bool(bad_open.any() or bad_close.any())
+
+
+def _boundary(chars: np.ndarray, delimiter: str) -> np.ndarray:
+    """Delimiter, line break or quote: what may stand next to a structural quote."""
+    return (chars == ord(delimiter)) | (chars == ord("\n")) | (chars == ord("\r")) | (chars == ord('"'))
 
 
 def _echo(columns: list[pa.Array], n: int, delimiter: str) -> list[str]:
     if not columns:
         return [""] * n
-    quoted = [pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "") for col in columns]
-    return pc.binary_join_element_wise(*quoted, delimiter).to_pylist()
+    escaped = [pc.replace_substring(col, '"', '""') if pc.any(pc.match_substring(col, '"')).as_py() else col
+               for col in columns]
+    joined = pc.binary_join_element_wise(*escaped, f'"{delimiter}"')
+    return pc.binary_join_element_wise('"', joined, '"', "").to_pylist()
 
 
 def _read_with_csv(path: Path, delimiter: str, size: int) -> Iterator[list[str] | Chunk]:
