@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.salesforce.dml import UNSET, Batch, RowIn, err
+from sandbox.salesforce.records import UNSET, Batch, RowIn, err
 from sandbox.salesforce.values import EMAIL_RE, FieldError, TypeMismatch, coercer, csv_mismatch, json_mismatch
 
 if TYPE_CHECKING:
