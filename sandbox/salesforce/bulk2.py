@@ -2,8 +2,9 @@
 
 Uploads are streamed to files under ``<state>/bulk/<jobId>/``; after ``UploadComplete`` a worker
 thread reads the CSV (:mod:`bulkcsv`) in chunks of 10,000 rows, writes each chunk in one
-transaction through the shared DML engine, and appends to the result CSVs. Query jobs write one result CSV plus the
-byte offset of every record, so any ``locator``/``maxRecords`` page is a single seek.
+transaction through the shared DML engine, and appends to the result CSVs. Query jobs write one
+result CSV plus the byte offset of every record, so any ``locator``/``maxRecords`` page is a
+single seek.
 """
 
 from __future__ import annotations

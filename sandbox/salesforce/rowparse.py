@@ -166,7 +166,6 @@ class CsvPlan:
     """
 
     def __init__(self, cols: list[Column], op: str) -> None:
-        self.width = len(cols)
         self.op = op
         self.fast = [(c.index, c.field.name, c.maxlen, c.field) for c in cols  # type: ignore[union-attr]
                      if c.maxlen is not None and c.error is None]
