@@ -26,7 +26,7 @@ from fastapi.responses import Response
 
 from sandbox.salesforce import ids
 from sandbox.salesforce.app import VERSIONS, org_of
-from sandbox.salesforce.dml import RowIn, err
+from sandbox.salesforce.records import RowIn, err
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

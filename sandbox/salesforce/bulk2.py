@@ -1,9 +1,10 @@
 """Bulk API 2.0 jobs: the ingest and query job engine (routes live in :mod:`bulk2_routes`).
 
 Uploads are streamed to files under ``<state>/bulk/<jobId>/``; after ``UploadComplete`` a worker
-thread parses the CSV in chunks of 10,000 rows, writes each chunk in one transaction through
-the shared DML engine, and appends to the result CSVs. Query jobs write one result CSV plus the
-byte offset of every record, so any ``locator``/``maxRecords`` page is a single seek.
+thread reads the CSV (:mod:`bulkcsv`) in chunks of 10,000 rows, writes each chunk in one
+transaction through the shared DML engine, and appends to the result CSVs. Query jobs write one
+result CSV plus the byte offset of every record, so any ``locator``/``maxRecords`` page is a
+single seek.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import threading
 import time
 from array import array
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from sandbox.salesforce import ids
+from sandbox.salesforce import bulkcsv, ids
 from sandbox.salesforce.query import compile_soql
 from sandbox.salesforce.rowparse import HeaderError
 
@@ -94,7 +94,7 @@ def error_text(errors: list[dict[str, Any]]) -> str:
 
 
 def quote_row(values: list[str], delimiter: str, eol: str) -> str:
-    return delimiter.join('"' + v.replace('"', '""') + '"' for v in values) + eol
+    return bulkcsv.quote_cells(values, delimiter) + eol
 
 
 def encode_locator(n: int) -> str:
@@ -189,7 +189,7 @@ class Jobs:
             self.save(job)
 
     def _parsed(self, job: Job, obj: ObjectDef, delim: str) -> Iterator[tuple[Any, ...]]:
-        """``("header", names)`` per upload, then ``("rows", raw, parsed)`` per chunk.
+        """``("header", names)`` per upload, then ``("rows", chunk, batch)`` per chunk of rows.
 
         A reader thread parses one chunk ahead: SQLite releases the GIL while it writes, so parsing
         chunk n+1 overlaps with writing chunk n.
@@ -208,15 +208,14 @@ class Jobs:
         def produce() -> None:
             try:
                 for n in range(job.uploads):
-                    with open(self.dir(job) / f"upload-{n}.csv", newline="", encoding="utf-8-sig") as fh:
-                        reader = csv.reader(fh, delimiter=delim, strict=True)
-                        header = next(reader, None)
-                        if header is None:
-                            continue
-                        plan = self.org.parser.csv_columns(obj, header, job.operation)
-                        put(("header", header))
-                        while chunk := list(islice(reader, CHUNK)):
-                            put(("rows", chunk, None if job.abort_requested else [plan.row(r) for r in chunk]))
+                    plan = None
+                    for item in bulkcsv.read(self.dir(job) / f"upload-{n}.csv", delim, CHUNK):
+                        if isinstance(item, list):
+                            plan = self.org.parser.csv_columns(obj, item, job.operation)
+                            put(("header", item))
+                        elif plan is not None:
+                            aborted = job.abort_requested
+                            put(("rows", item, None if aborted else plan.batch(item.n, item.cells, item.long_rows)))
             except Exception as e:  # handed to the consumer, which fails the job with it
                 put(("error", e))
             else:
@@ -246,11 +245,9 @@ class Jobs:
             return hit
 
         d = self.dir(job)
-        opts = {"delimiter": delim, "quoting": csv.QUOTE_ALL, "lineterminator": eol}
         with open(d / "success.csv", "w", newline="", encoding="utf-8") as ok_f, \
                 open(d / "failed.csv", "w", newline="", encoding="utf-8") as bad_f, \
                 open(d / "unprocessed.csv", "w", newline="", encoding="utf-8") as rest_f:
-            ok_w, bad_w, rest_w = (csv.writer(f, **opts) for f in (ok_f, bad_f, rest_f))  # type: ignore[arg-type]
             header_done = False
             for item in self._parsed(job, obj, delim):
                 if item[0] == "header":
@@ -263,21 +260,23 @@ class Jobs:
                         csv.writer(rest_f, **plain).writerow(item[1])  # type: ignore[arg-type]
                         header_done = True
                     continue
-                _, chunk, rows = item
-                if job.abort_requested or rows is None:
-                    rest_w.writerows(chunk)
+                _, chunk, batch = item
+                if job.abort_requested or batch is None:
+                    rest_f.write("".join(line + eol for line in chunk.echo))
                     continue
                 with org.store.transaction() as c:
-                    results = org.writer.apply(c, obj, job.operation, rows, ext, lock if rate > 0 else None)
-                failed = 0
-                for rec, res in zip(chunk, results, strict=True):
-                    if res.errors:
-                        failed += 1
-                        bad_w.writerow([res.id or "", error_text(res.errors), *rec])
+                    out = org.writer.apply_batch(c, obj, job.operation, batch, ext, lock if rate > 0 else None)
+                ok, bad = [], []
+                for i, (rid, created, line) in enumerate(zip(out.ids, out.created, chunk.echo, strict=True)):
+                    tail = f"{delim}{line}{eol}" if line else eol  # a blank line echoes no cells
+                    if errors := out.errors.get(i):
+                        bad.append(bulkcsv.quote_cells([rid or "", error_text(errors)], delim) + tail)
                     else:
-                        ok_w.writerow([res.id, "true" if res.created else "false", *rec])
-                job.processed += len(chunk)
-                job.failed += failed
+                        ok.append(f'"{rid}"{delim}"{"true" if created else "false"}"{tail}')
+                ok_f.write("".join(ok))
+                bad_f.write("".join(bad))
+                job.processed += chunk.n
+                job.failed += len(bad)
         org.limits.spend("DailyBulkApiBatches", max(1, math.ceil(job.processed / CHUNK)))
         if job.abort_requested:
             job.state = "Aborted"

@@ -14,9 +14,9 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sandbox.salesforce.app import Org, Version, org_of, sf_json
-from sandbox.salesforce.dml import Result, RowIn, err
 from sandbox.salesforce.errors import sf_error
 from sandbox.salesforce.ids import to18
+from sandbox.salesforce.records import Result, RowIn, err
 from sandbox.salesforce.rest import Payload, _fetch, _fields_param, record_json, sobject
 
 if TYPE_CHECKING:

@@ -80,6 +80,30 @@ def encode(prefix: str, counter: int) -> str:
             + _CHECKSUM_CHARS[int(bits[14:9:-1], 2)])
 
 
+_PAIR_UPPER = [int(p[0].isupper()) | int(p[1].isupper()) << 1 for p in _PAIRS]
+
+
+def encode_range(prefix: str, start: int, count: int) -> list[str]:
+    """``[encode(prefix, n) for n in range(start, start + count)]``, fast: a bulk insert's ids.
+
+    Within a run of 3844 counters only the last two characters change, so the first 13 characters
+    and the first two checksum characters are shared; the third checksum character depends on
+    characters 10-14, of which only 13 and 14 vary.
+    """
+    out: list[str] = []
+    n, end = start, start + count
+    while n < end:
+        low = n % 3844
+        stop = min(end, n - low + 3844)
+        first = encode(prefix, n)
+        head, sums = first[:13], first[15:17]
+        upper = sum(1 << j for j in range(3) if first[10 + j].isupper())
+        out += [head + _PAIRS[e] + sums + _CHECKSUM_CHARS[upper | _PAIR_UPPER[e] << 3]
+                for e in range(low, low + stop - n)]
+        n = stop
+    return out
+
+
 def decode(value: str) -> tuple[str, int]:
     """``(keyPrefix, counter)`` of a 15/18-char id; ValueError when malformed."""
     id15 = to18(value)[:15]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    from sandbox.salesforce.dml import Result
+    from sandbox.salesforce.records import Result
     from sandbox.salesforce.schema import ObjectDef
 
 Payload = Annotated[Any, Body()]

@@ -9,8 +9,8 @@ from fastapi.responses import Response
 
 from sandbox.salesforce.app import Org, Version, org_of, sf_json
 from sandbox.salesforce.describe import object_summary
-from sandbox.salesforce.dml import RowIn
 from sandbox.salesforce.errors import not_found, sf_error
+from sandbox.salesforce.records import RowIn
 from sandbox.salesforce.rest import (
     Payload,
     _by_id,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from fastapi import FastAPI
 
-    from sandbox.salesforce.dml import Result
+    from sandbox.salesforce.records import Result
     from sandbox.salesforce.schema import FieldDef, ObjectDef
 
 

@@ -1,4 +1,4 @@
-"""Turn API input (a JSON record, a Bulk CSV row) into :class:`dml.RowIn`.
+"""Turn API input into what :mod:`dml` writes: a JSON record into a RowIn, Bulk CSV chunks into a Batch.
 
 Both paths share the field coercers of :mod:`values`; they differ where Salesforce differs:
 JSON ``null`` clears a field, while in Bulk CSV an empty cell means "leave as is" (null on insert)
@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sandbox.salesforce.dml import RowIn, err
-from sandbox.salesforce.values import FieldError, TypeMismatch, coercer, csv_mismatch, json_mismatch
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sandbox.salesforce.records import UNSET, Batch, RowIn, err
+from sandbox.salesforce.values import EMAIL_RE, FieldError, TypeMismatch, coercer, csv_mismatch, json_mismatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,58 +156,110 @@ class Parser:
 
 
 class CsvPlan:
-    """Turns CSV rows of one header into RowIn; plain text columns take a tight fast path."""
+    """Turns chunks of CSV rows of one header into a :class:`Batch`, a column at a time.
+
+    pyarrow checks whole columns first: plain text only needs a length check; emails and
+    restricted picklists are matched there too, so only the cells it cannot vouch for (empty,
+    ``#N/A``, invalid, or beyond what it can tell) meet their field's coercer one by one. Errors
+    land in each row's list in the order columns are checked: plain text first, then the others,
+    each group in header order.
+    """
 
     def __init__(self, cols: list[Column], op: str) -> None:
-        self.width = len(cols)
         self.op = op
         self.fast = [(c.index, c.field.name, c.maxlen, c.field) for c in cols  # type: ignore[union-attr]
                      if c.maxlen is not None and c.error is None]
         self.slow = [c for c in cols if c.maxlen is None or c.error is not None]
 
-    def row(self, rec: list[str]) -> RowIn:
-        if len(rec) != self.width:
-            if len(rec) > self.width:
-                return RowIn(errors=[err("INVALID_FIELD", "The row has more fields than the header row", [])])
-            rec = rec + [""] * (self.width - len(rec))
-        values: dict[str, Any] = {}
-        errors: list[dict[str, Any]] = []
+    def batch(self, n: int, cells: list[pa.Array], long_rows: list[int]) -> Batch:
+        """``cells[j]`` is column j of ``n`` rows; ``long_rows`` had more cells than the header (all empty here)."""
+        b = Batch(n)
+        for i in long_rows:
+            b.fail(i, err("INVALID_FIELD", "The row has more fields than the header row", []))
         for idx, name, maxlen, f in self.fast:
-            s = rec[idx]
-            if s:  # empty cell: unchanged on update, null on insert
-                if len(s) <= maxlen and s != "#N/A":
-                    values[name] = s
-                elif s == "#N/A":
-                    values[name] = None
-                else:
-                    errors.append(FieldError("STRING_TOO_LONG", f"{f.label}: data value too large: {s} (max length="
-                                             f"{maxlen})", [name]).as_dict())
-        row = RowIn(values, None, None, errors)
+            _put(b, name, _plain(cells[idx], maxlen, f, b))
         for col in self.slow:
-            s = rec[col.index]
-            if not s:
-                continue
+            column = cells[col.index].to_pylist()
             if col.error is not None:
-                errors.append(col.error)
+                for i, s in enumerate(column):
+                    if s:
+                        b.fail(i, col.error)
                 continue
             if col.kind == "id":
                 if self.op == "insert":
-                    errors.append(err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
-                row.id = s
+                    for i, s in enumerate(column):
+                        if s:
+                            b.fail(i, err("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]))
+                b.ids = [s or None for s in column]
                 continue
-            if s == "#N/A":
-                v = None
-            else:
+            accepted = _accepted(col, cells[col.index])
+            if accepted is None:
+                values: list[Any] = [UNSET] * n
+                suspects: Any = (i for i, s in enumerate(column) if s)
+            else:  # the coercer would return these cells unchanged
+                values = column
+                suspects = pc.indices_nonzero(pc.invert(accepted)).to_pylist()
+            coerce = col.coerce
+            for i in suspects:
+                s = column[i]
+                if not s:  # empty cell: unchanged on update, null on insert
+                    values[i] = UNSET
+                    continue
+                if s == "#N/A":
+                    values[i] = None
+                    continue
                 try:
-                    v = col.coerce(s)  # type: ignore[misc]
+                    values[i] = coerce(s)  # type: ignore[misc]
                 except FieldError as e:
-                    errors.append(e.as_dict())
-                    continue
+                    values[i] = UNSET
+                    b.fail(i, e.as_dict())
                 except TypeMismatch as e:
-                    errors.append(csv_mismatch(e, col.index + 1).as_dict())
-                    continue
+                    values[i] = UNSET
+                    b.fail(i, csv_mismatch(e, col.index + 1).as_dict())
             if col.kind == "field":
-                values[col.field.name] = v  # type: ignore[union-attr]
+                _put(b, col.field.name, values)  # type: ignore[union-attr]
             else:
-                row.refs.append((col.field, col.parent, col.parent_field, v))  # type: ignore[arg-type]
-        return row
+                b.refs.append((col.field, col.parent, col.parent_field, values))  # type: ignore[arg-type]
+        return b
+
+
+def _plain(column: pa.Array, maxlen: int, f: FieldDef, b: Batch) -> list[Any]:
+    """A plain text column's values: empty is UNSET, ``#N/A`` is None, too long is an error."""
+    values: list[Any] = column.to_pylist()
+    lengths = pc.min_max(pc.utf8_length(column))
+    if lengths["min"].as_py() > 0 and lengths["max"].as_py() <= maxlen and not pc.any(pc.equal(column, "#N/A")).as_py():
+        return values
+    for i, s in enumerate(values):
+        if not s:
+            values[i] = UNSET
+        elif s == "#N/A":
+            values[i] = None
+        elif len(s) > maxlen:
+            values[i] = UNSET
+            b.fail(i, FieldError("STRING_TOO_LONG", f"{f.label}: data value too large: {s} (max length="
+                                 f"{maxlen})", [f.name]).as_dict())
+    return values
+
+
+def _accepted(col: Column, column: pa.Array) -> pa.Array | None:
+    """Which cells pyarrow can vouch for: their field's coercer would return them unchanged.
+
+    Its regexes are RE2's, whose ``$`` matches only at the very end, so an email it accepts Python
+    accepts too; a picklist value with ``;`` in it is left to the coercer.
+    """
+    f = col.field
+    if col.kind != "field" or f is None or f.type not in ("email", "picklist", "multipicklist"):
+        return None
+    ok = pc.less_equal(pc.utf8_length(column), f.length)
+    if f.type == "email":
+        ok = pc.and_(ok, pc.match_substring_regex(column, EMAIL_RE.pattern))
+    if f.restricted:
+        allowed = pa.array([p.value for p in f.picklist if ";" not in p.value], pa.string())
+        ok = pc.and_(ok, pc.is_in(column, value_set=allowed))
+    return ok
+
+
+def _put(b: Batch, name: str, values: list[Any]) -> None:
+    """Set a column; a field named twice in the header keeps the earlier cell where the later is empty."""
+    old = b.columns.get(name)
+    b.columns[name] = values if old is None else [o if v is UNSET else v for o, v in zip(old, values, strict=True)]

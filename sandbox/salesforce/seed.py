@@ -12,7 +12,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.salesforce.dml import RowIn, Writer
+from sandbox.salesforce.dml import Writer
+from sandbox.salesforce.records import RowIn
 from sandbox.salesforce.store import Store, q
 from sandbox.salesforce.values import format_datetime
 

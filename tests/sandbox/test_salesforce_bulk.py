@@ -192,3 +192,15 @@ def test_pipe_delimiter_crlf_and_bom(sb: Running, http: requests.Session) -> Non
     lines = text.split("\r\n")
     assert lines[0] == '"sf__Id"|"sf__Created"|MC_Interest_Key__c|Name|Category__c'
     assert lines[2].endswith('|"true"|"p:2"|"Pipe|Two"|""') and lines[-1] == ""
+
+
+def test_ragged_rows_blank_lines_and_stray_quotes(sb: Running, http: requests.Session) -> None:
+    data = b'MC_Segment_Key__c,Name\nrag:1,a,extra\nrag:2\n\nrag:3,ab"c\n'
+    info = run_job(http, sb, {"object": "MC_Segment__c", "operation": "upsert",
+                              "externalIdFieldName": "MC_Segment_Key__c"}, data)
+    assert (info["state"], info["numberRecordsProcessed"], info["numberRecordsFailed"]) == ("JobComplete", 4, 2)
+    failed = http.get(f"{sb.base_url}{V}/jobs/ingest/{info['id']}/failedResults").text.splitlines()
+    assert failed[1:] == ['"","INVALID_FIELD:The row has more fields than the header row:--","rag:1","a","extra"',
+                          '"","MISSING_ARGUMENT:MC_Segment_Key__c not specified:MC_Segment_Key__c --"']
+    ok = rows_of(http.get(f"{sb.base_url}{V}/jobs/ingest/{info['id']}/successfulResults").text)
+    assert [(r["MC_Segment_Key__c"], r["Name"]) for r in ok] == [("rag:2", None), ("rag:3", 'ab"c')]  # own cells

@@ -76,6 +76,11 @@ def test_encode_decode_round_trip() -> None:
         assert ids.decode(ids.encode("00Q", n)) == ("00Q", n)
 
 
+@pytest.mark.parametrize(("start", "count"), [(1, 10_000), (3843, 3), (3844 * 3 - 1, 3844 * 2 + 7), (62**8 - 5, 5)])
+def test_encode_range_matches_encode(start: int, count: int) -> None:
+    assert ids.encode_range("a0B", start, count) == [ids.encode("a0B", n) for n in range(start, start + count)]
+
+
 def test_schema_from_metadata(tmp_path: Path) -> None:
     schema = load_schema(write_metadata(tmp_path), {})
     w = schema.objects["Widget__c"]
