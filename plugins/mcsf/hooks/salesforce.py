@@ -43,7 +43,7 @@ CLEAR = "#N/A"  # a cell value meaning "set this field to null" (Bulk 2.0's own 
 COMPOSITE_BATCH = 200  # sObject Collections take at most 200 records per request
 BULK_JOB_REQUESTS = 6  # create, upload, close, poll, successfulResults, failedResults
 BULK_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
-BULK_ROWS_PER_SECOND = 20_000  # a guess at Bulk 2.0 ingest speed, only to time the first status poll
+BULK_ROWS_PER_SECOND = 20_000  # a first guess at Bulk 2.0 ingest speed, only to time the first status poll
 TRANSIENT_ROW_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE"})
 Operation = Literal["insert", "update", "upsert", "delete"]
 Via = Literal["auto", "composite", "bulk"]
@@ -106,6 +106,22 @@ class WriteResult:
     requests: int
 
 
+LEARN_FROM_ROWS = 10_000  # smaller jobs are mostly fixed costs: they say little about the org's speed
+
+
+def next_ingest_rate(used: float, observed: float, done_at_first_poll: bool) -> float:
+    """The ingest speed to time the next job's first status poll by (rows per second).
+
+    :param used: the speed this job's first poll was timed by
+    :param observed: rows / seconds from upload to the poll that found the job complete (a lower
+        bound of the true speed: the job ended somewhere before that poll)
+    :param done_at_first_poll: whether the first poll found it complete. Then the job may have
+        waited for the poll, so the next one is polled a little earlier (10 % faster); otherwise
+        the observed speed is taken. One or two polls a job, however fast or slow the org.
+    """
+    return max(used, observed) * 1.1 if done_at_first_poll else observed
+
+
 class McsfSalesforceHook(SalesforceHook):
     """The provider's Salesforce hook plus client-credentials login, retries, counting and writes.
 
@@ -128,6 +144,7 @@ class McsfSalesforceHook(SalesforceHook):
         super().__init__(salesforce_conn_id=salesforce_conn_id, session_id=session_id)
         self.session: RetryingSession = RetryingSession(self.log, endpoint_key, _replay_safe)
         self._describes: dict[str, dict[str, Any]] = {}
+        self._ingest_rate = float(BULK_ROWS_PER_SECOND)  # rows/s, learnt from this hook's jobs (next_ingest_rate)
         self._object_names: set[str] | None = None
 
     @property
@@ -324,17 +341,24 @@ class McsfSalesforceHook(SalesforceHook):
         """Poll a Bulk 2.0 job until it completes: 0.5 s first, then 1.5 times longer, at most 5 s.
 
         :param rows: rows uploaded to an ingest job. A big job is first polled when it could be done
-            (at :data:`BULK_ROWS_PER_SECOND`), then every 5 s or a quarter of that: a million rows
+            (at the speed this hook's earlier jobs showed, :func:`next_ingest_rate`; at first
+            :data:`BULK_ROWS_PER_SECOND`), then every 5 s or a quarter of that: a million rows
             take a few polls, not dozens (each is a request against the org's daily API limit).
         """
-        deadline = time.monotonic() + self.job_timeout_seconds
-        delay = max(0.5, min(rows / BULK_ROWS_PER_SECOND, 60.0))
+        started = time.monotonic()
+        deadline = started + self.job_timeout_seconds
+        rate = self._ingest_rate
+        delay = max(0.5, min(rows / rate, 60.0))
         most = max(5.0, delay / 4)
+        polls = 0
         while True:
             time.sleep(delay)
+            polls += 1
             info = self._request("GET", f"jobs/{kind}/{job_id}").json()
             state = info.get("state")
             if state == "JobComplete":
+                if rows >= LEARN_FROM_ROWS:
+                    self._ingest_rate = next_ingest_rate(rate, rows / (time.monotonic() - started), polls == 1)
                 return info
             if state in ("Failed", "Aborted"):
                 raise SalesforceBulkJobError(
