@@ -149,8 +149,9 @@ def map_events(events: pd.DataFrame, list_id: str) -> pd.DataFrame:
     if errors.notna().any():
         raise ValueError(errors[errors.notna()].iloc[0])
     rows = pd.DataFrame({
-        ACTIVITY_KEY: [activity_key(*k) for k in zip(events["campaign_id"], events["email_hash"], events["action"],
-                                                     stamp, url.fillna(""), strict=True)],
+        # plain Python lists, not (Arrow-backed) Series: iterating those costs more than the hashing
+        ACTIVITY_KEY: [activity_key(*k) for k in zip(*(column.tolist() for column in (
+            events["campaign_id"], events["email_hash"], events["action"], stamp, url.fillna(""))), strict=True)],
         "Campaign__r.MC_Campaign_Id__c": events["campaign_id"],
         "Subscriber__r.MC_Subscriber_Key__c": list_id + ":" + events["email_hash"].fillna(""),
         "Audience__r.MC_Audience_Id__c": list_id,

@@ -10,6 +10,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mcsf import activity
@@ -48,10 +49,11 @@ def map_(audience: dict[str, Any]) -> dict[str, Any]:
 
     def mapped():
         for batch in stage.iter_batches("events"):
-            rows = activity.map_events(batch, mapping.audience_id)
-            digests = rows[activity.ACTIVITY_KEY].map(bytes.fromhex)
-            fresh = ~digests.isin(seen) if seen else pd.Series(True, index=rows.index)
-            seen.update(digests[fresh])
+            rows = activity.map_events(batch, mapping.audience_id)  # unique within the batch
+            digests = [bytes.fromhex(key) for key in rows[activity.ACTIVITY_KEY].tolist()]
+            # membership one key at a time: Series.isin(set) would copy the growing set every batch
+            fresh = np.fromiter((d not in seen for d in digests), dtype=bool, count=len(digests))
+            seen.update(d for d, new in zip(digests, fresh, strict=True) if new)
             totals["events"] += len(batch)
             totals["duplicates"] += len(batch) - int(fresh.sum())
             yield rows[fresh]
