@@ -174,17 +174,14 @@ def audience_record_id(reader: McsfSalesforceHook, list_id: str, sync_state: lis
     return None if found.empty else found["Id"].iloc[0]
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def existing_keys(sf: McsfSalesforceHook, window: Window, audience_id: str | None) -> set[str]:
     """Keys of the audience's activity Salesforce already holds for the window (counted first: a
     first run of a day costs one request)."""
     if audience_id is None:  # no audience record yet, so no activity of it either
         return set()
-    where = (f"Audience__c = {lookup.soql_quote(audience_id)} AND Occurred_At__c >= {_stamp(window.start)} "
-             f"AND Occurred_At__c < {_stamp(window.end)}")
+    where = (f"Audience__c = {lookup.soql_quote(audience_id)} "
+             f"AND Occurred_At__c >= {lookup.soql_datetime(window.start)} "
+             f"AND Occurred_At__c < {lookup.soql_datetime(window.end)}")
     found = lookup.fetch_all(sf, ACTIVITY, [ACTIVITY_KEY], where, expected_rows=None)
     return set(found[ACTIVITY_KEY]) if len(found) else set()
 
@@ -196,7 +193,7 @@ def retention(sf: McsfSalesforceHook | None, reader: McsfSalesforceHook, mapping
         return writes.Outcome()
     cutoff = window.end - timedelta(days=mapping.activity_retention_days)
     old = lookup.fetch_all(reader, ACTIVITY, [], f"Audience__c = {lookup.soql_quote(audience_id)} "
-                           f"AND Occurred_At__c < {_stamp(cutoff)}", expected_rows=None)
+                           f"AND Occurred_At__c < {lookup.soql_datetime(cutoff)}", expected_rows=None)
     ids = old["Id"].tolist() if len(old) else []
     result = writes.delete(sf, ACTIVITY, ids, dry_run=dry_run)
     result.updated = len(ids) - result.failed  # deleted

@@ -13,6 +13,7 @@ job's time is mostly waiting for it, and the waits overlap.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -31,6 +32,13 @@ SELECTIVE_LIMIT = 30_000
 SOQL_MAX_CHARS = 100_000  # Salesforce's limit on the length of a SOQL statement
 CONCURRENT_READS = 3
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f", '"': '\\"'}
+
+
+def soql_datetime(moment: datetime) -> str:
+    """A SOQL datetime literal in UTC, whole seconds (floored, so consecutive windows still tile)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def soql_quote(value: str) -> str:
@@ -104,6 +112,11 @@ def in_lists(values: list[str], *, max_items: int, max_chars: int) -> Iterator[s
         yield ", ".join(chunk)
 
 
+def query(sf: McsfSalesforceHook, soql: str, rows: int, *, bulk_above: int = REST_LIMIT) -> pd.DataFrame:
+    """``soql``'s records by the cheaper API for ``rows`` expected: REST pages, or one Bulk 2.0 query job."""
+    return sf.bulk_query_frame(soql) if rows > bulk_above else sf.query_frame(soql)
+
+
 def count(sf: McsfSalesforceHook, object_name: str, where: str) -> int:
     """``SELECT COUNT()``: how many rows match ``where`` (one request)."""
     return int(sf.conn.query(f"SELECT COUNT() FROM {object_name} WHERE {where}")["totalSize"])
@@ -124,8 +137,7 @@ def fetch_all(
         expected_rows = count(sf, object_name, where)
         if not expected_rows:
             return pd.DataFrame(columns=columns)
-    soql = f"SELECT {', '.join(columns)} FROM {object_name} WHERE {where}"
-    found = sf.query_frame(soql) if expected_rows <= REST_LIMIT else sf.bulk_query_frame(soql)
+    found = query(sf, f"SELECT {', '.join(columns)} FROM {object_name} WHERE {where}", expected_rows)
     for column in columns:
         if column not in found.columns:
             found[column] = None

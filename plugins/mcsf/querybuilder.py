@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ import pandas as pd
 from mcsf import lookup
 from mcsf.config import ADDRESS_REQUIRED, ConfigProblem
 from mcsf.load import REJECT_COLUMNS, rejects_frame
+from mcsf.lookup import soql_datetime
 from mcsf.mapping import canonical
 from mcsf.queries import PushMode, QueryDefinition, audience_mappings, collect_queries, problem_in
 from mcsf.report import top_reasons
@@ -61,13 +62,6 @@ _EMAIL = re.compile(r"[^\s@\"<>(),;:]+@[^\s@'\"<>(),;:]+")  # a local part may h
 
 
 # --- pure: SOQL ------------------------------------------------------------------------------------
-
-
-def soql_datetime(moment: datetime) -> str:
-    """A SOQL datetime literal in UTC, whole seconds (floored, so consecutive windows still tile)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment!r} has no time zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def soql_condition(where: str, window: Window | None) -> str:
@@ -479,8 +473,7 @@ def read_matches(sf: McsfSalesforceHook, query: QueryDefinition, fields: list[st
     total = lookup.count(sf, str(query.object), soql_condition(query.where, window))
     if not total:
         return pd.DataFrame(columns=select_list(fields))
-    soql = build_soql(str(query.object), fields, query.where, window)
-    return sf.bulk_query_frame(soql) if total > BULK_ABOVE else sf.query_frame(soql)
+    return lookup.query(sf, build_soql(str(query.object), fields, query.where, window), total, bulk_above=BULK_ABOVE)
 
 
 def static_tags(mc: MailchimpHook, list_id: str) -> dict[str, int]:
