@@ -183,6 +183,9 @@ class Jobs:
                 job.state, job.error_message = "Failed", str(e)
             except csv.Error as e:
                 job.state, job.error_message = "Failed", f"InvalidBatch : Failed to parse CSV: {e}"
+            except UnicodeDecodeError as e:  # the upload itself is wrong, not the sandbox
+                job.state, job.error_message = "Failed", (f"InvalidBatch : Failed to parse CSV: not UTF-8 "
+                                                          f"(a byte 0x{e.object[e.start]:02x})")
             except Exception as e:  # a bug in the sandbox must not kill the worker thread
                 job.state, job.error_message = "Failed", f"InternalServerError : {type(e).__name__}: {e}"
             job.processing_ms = int((time.monotonic() - started) * 1000)

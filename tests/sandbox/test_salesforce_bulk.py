@@ -137,6 +137,9 @@ def test_job_errors_and_lifecycle(sb: Running, http: requests.Session) -> None:
     assert not_ext.status_code == 400
     bad_col = run_job(http, sb, {"object": "Lead", "operation": "insert"}, b"LastName,Nope__c\nx,y\n")
     assert bad_col["state"] == "Failed" and bad_col["errorMessage"] == "InvalidBatch : Field name not found : Nope__c"
+    latin1 = run_job(http, sb, {"object": "Lead", "operation": "insert"}, b"LastName,Company\nM\xfcller,Acme\n")
+    assert latin1["state"] == "Failed" and latin1["errorMessage"] == (
+        "InvalidBatch : Failed to parse CSV: not UTF-8 (a byte 0xfc)")
     job = http.post(base, json={"object": "Lead", "operation": "insert"}).json()
     assert http.patch(f"{base}/{job['id']}", json={"state": "Aborted"}).json()["state"] == "Aborted"
     assert http.put(f"{base}/{job['id']}/batches", data=b"LastName\nx\n").status_code == 409
