@@ -153,9 +153,21 @@ def _stage_metadata(mc: Any, sf: Any, mapping: AudienceMapping, stage: Stage) ->
 
 def preflight_activity(start: datetime, end: datetime, *, audiences: list[str] | None = None,
                        campaigns: list[str] | None = None, dry_run: bool = False) -> list[dict[str, Any]]:
-    """The nightly sync's preflight: the hourly one, for ``activity`` audiences only."""
+    """The nightly sync's preflight: the hourly one, for ``activity`` audiences only; campaign ids
+    of the ``campaigns`` Param must name campaigns of those audiences."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     ready = preflight(start, end, audiences=audiences, dry_run=dry_run, modes=(SyncMode.ACTIVITY,),
                       dag_id="mcsf_campaign_activity_sync")
+    if campaigns:
+        mc, _ = hooks()
+        synced = {a["audience_id"] for a in ready}
+        found = {cid: mc.get_campaign(cid) for cid in dict.fromkeys(campaigns)}
+        wrong = [f"{cid} (no such campaign)" if c is None else f"{cid} (sent to audience "
+                 f"{(c.get('recipients') or {}).get('list_id')}, not one this run syncs)"
+                 for cid, c in found.items() if c is None or (c.get("recipients") or {}).get("list_id") not in synced]
+        if wrong:
+            raise AirflowFailException(f"campaigns param: {'; '.join(wrong)}; nothing was written")
     return [{**a, "campaigns": campaigns} for a in ready]
 
 

@@ -89,3 +89,15 @@ def test_retention_deletes_old_activity(env, campaign):
     reports = env.run(*day(datetime(2026, 12, 10, tzinfo=UTC)), activity=True, audiences=[env.lists[0]])
     assert reports[0]["deleted"] > 0
     assert activity_count(env, "WHERE Occurred_At__c < 2026-10-04T00:00:00Z") == 0
+
+
+def test_the_campaigns_param_must_name_campaigns_of_the_synced_audiences(env, campaign):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    window = day(datetime(2026, 10, 3, tzinfo=UTC))
+    with pytest.raises(AirflowFailException, match=r"no-such-campaign \(no such campaign\); nothing was written"):
+        env.run(*window, activity=True, campaigns=["no-such-campaign"])
+    with pytest.raises(AirflowFailException, match=rf"{campaign} \(sent to audience {env.lists[0]}, not one"):
+        env.run(*window, activity=True, audiences=[env.lists[1]], campaigns=[campaign])
+    reports = env.run(*window, activity=True, audiences=[env.lists[0]], campaigns=[campaign])
+    assert [r["audience_id"] for r in reports] == [env.lists[0]] and reports[0]["load_failed"] == 0

@@ -290,6 +290,19 @@ class MailchimpHook(BaseHook):
             "GET /lists/{list_id}", self.client.lists.get_list, list_id, exclude_fields=["_links"]
         )
 
+    def get_campaign(self, campaign_id: str) -> dict[str, Any] | None:
+        """One campaign's id, type, status and audience (GET /campaigns/{campaign_id}); None: no such campaign.
+
+        :param campaign_id: the campaign id
+        """
+        try:
+            return self.call("GET /campaigns/{campaign_id}", self.client.campaigns.get, campaign_id,
+                             fields=["id", "type", "status", "recipients.list_id"])
+        except MailchimpApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
     def get_lists(self) -> dict[str, dict[str, Any]]:
         """Every audience of the account by id, with ``name`` and ``stats`` (GET /lists, pages of 1000).
 
