@@ -28,13 +28,14 @@ PRELOAD = ("pyarrow.parquet", "great_expectations", "airflow.sdk", "mcsf.hooks.m
 
 
 @contextmanager
-def timed(steps: dict[str, float], module: ModuleType, names: tuple[str, ...], prefix: str = "") -> Iterator[None]:
+def timed(steps: dict[str, float], module: ModuleType, names: tuple[str, ...], prefix: str = "",
+          rss: dict[str, float] | None = None) -> Iterator[None]:
     """Add the seconds spent in ``module.<name>`` (summed over calls) to ``steps``; each call runs in
     a process of its own, as each Airflow task does, so the peak RSS measured is a task's (with the
-    :data:`PRELOAD` libraries in it, as a task would have them)."""
+    :data:`PRELOAD` libraries in it, as a task would have them); ``rss`` gets each step's largest."""
     import importlib
 
-    from devtools.runner import in_fresh_process
+    from devtools.runner import measured_in_fresh_process
 
     for name in PRELOAD:  # imports only: no client, session or connection exists before the fork
         importlib.import_module(name)
@@ -43,10 +44,14 @@ def timed(steps: dict[str, float], module: ModuleType, names: tuple[str, ...], p
     def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed_call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            step = prefix + name.rstrip("_")
             try:
-                return in_fresh_process(fn, *args, **kwargs)
+                value, peak = measured_in_fresh_process(fn, *args, **kwargs)
             finally:
-                steps[prefix + name.rstrip("_")] += time.perf_counter() - started
+                steps[step] += time.perf_counter() - started
+            if rss is not None:
+                rss[step] = max(rss.get(step, 0.0), round(peak, 1))
+            return value
         return timed_call
 
     for name, fn in originals.items():
@@ -80,11 +85,12 @@ def mcsf_sync(spec: dict[str, Any]) -> dict[str, Any]:
     from mcsf import audience
 
     steps: dict[str, float] = defaultdict(float)
-    with timed(steps, audience, AUDIENCE_STEPS):
+    rss: dict[str, float] = {}
+    with timed(steps, audience, AUDIENCE_STEPS, rss=rss):
         reports = run_sync(*_window(spec))
     merged = _merge(reports)
     return {"rows": merged["extracted"], "steps": {k: round(v, 2) for k, v in steps.items()}, "outcome": merged,
-            "full": [r.get("full_reason") for r in reports]}
+            "full": [r.get("full_reason") for r in reports], "peak_rss_mb_by_step": rss}
 
 
 def mcsf_activity(spec: dict[str, Any]) -> dict[str, Any]:
@@ -93,10 +99,13 @@ def mcsf_activity(spec: dict[str, Any]) -> dict[str, Any]:
     from mcsf import activity_sync, audience
 
     steps: dict[str, float] = defaultdict(float)
-    with timed(steps, audience, ("preflight_activity", "report")), timed(steps, activity_sync, ACTIVITY_STEPS):
+    rss: dict[str, float] = {}
+    with timed(steps, audience, ("preflight_activity", "report"), rss=rss), \
+            timed(steps, activity_sync, ACTIVITY_STEPS, rss=rss):
         reports = run_sync(*_window(spec), activity=True)
     merged = _merge(reports)
-    return {"rows": merged["extracted"], "steps": {k: round(v, 2) for k, v in steps.items()}, "outcome": merged}
+    return {"rows": merged["extracted"], "steps": {k: round(v, 2) for k, v in steps.items()}, "outcome": merged,
+            "peak_rss_mb_by_step": rss}
 
 
 def mcsf_push(spec: dict[str, Any]) -> dict[str, Any]:

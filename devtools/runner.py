@@ -41,9 +41,15 @@ def run_sync(start: datetime, end: datetime, *, activity: bool = False, audience
 def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` in a forked child, as Airflow runs each task in a process of its own.
 
-    The child's peak memory is then its own (``getrusage(RUSAGE_CHILDREN)`` in the parent); what
-    it returns (a step's XCom-sized dict) comes back pickled, and so does what it raises.
+    The child's peak memory is then its own (see :func:`measured_in_fresh_process`); what it
+    returns (a step's XCom-sized dict) comes back pickled, and so does what it raises.
     """
+    return measured_in_fresh_process(fn, *args, **kwargs)[0]
+
+
+def measured_in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """:func:`in_fresh_process`, also returning the child's peak resident set in MB (``wait4``'s
+    usage of that one child, so one task's figure, not the largest of every child so far)."""
     receive, send = multiprocessing.Pipe(duplex=False)
     pid = os.fork()
     if pid == 0:  # the child: run, answer, leave without the parent's exit handlers
@@ -68,7 +74,7 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         ok, value = False, RuntimeError(f"{getattr(fn, '__name__', fn)}: the child process died without an answer")
     finally:
         receive.close()
-        os.waitpid(pid, 0)
+        usage = os.wait4(pid, 0)[2]
     if not ok:
         raise value
-    return value
+    return value, usage.ru_maxrss / 1024  # Linux: KiB

@@ -7,7 +7,7 @@ import resource
 
 import pytest
 
-from devtools.runner import in_fresh_process
+from devtools.runner import in_fresh_process, measured_in_fresh_process
 
 MB = 1024 * 1024
 
@@ -44,3 +44,9 @@ def test_what_the_child_raises_is_raised_here():
         in_fresh_process(refuse, "no such audience")
     with pytest.raises(RuntimeError, match="Unpicklable: odd"):
         in_fresh_process(refuse_oddly)
+
+
+def test_each_child_is_measured_on_its_own():
+    big = measured_in_fresh_process(allocate, 300)[1]
+    small = measured_in_fresh_process(allocate, 20)[1]
+    assert big >= 300 and small < big - 200  # the second is not the largest child so far
