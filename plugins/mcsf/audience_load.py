@@ -31,6 +31,8 @@ AUDIENCE_TYPES = {"Name": "string", "Member_Count__c": "double", "Unsubscribe_Co
                   "Cleaned_Count__c": "double", "Sync_Mode__c": "picklist"}
 SEGMENT_TYPES = {"Name": "string", "Type__c": "picklist",
                  "Created_At__c": "datetime", "Updated_At__c": "datetime"}
+#: Segments whose memberships one query reads: its COUNT() travels in a REST request URI (16 KB).
+SEGMENTS_PER_READ = 100
 INTEREST_TYPES = {"Name": "string", "Category_Id__c": "string", "Category__c": "string",
                   "Subscriber_Count__c": "double"}
 
@@ -230,14 +232,7 @@ def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping
         "Segment__r.MC_Segment_Key__c": list_id + ":" + members["segment_id"].astype(str),
         "Subscriber__r.MC_Subscriber_Key__c": list_id + ":" + members["email_hash"],
     }) if len(members) else pd.DataFrame(columns=["MC_Segment_Member_Key__c"])
-    static = segments["type"] == "static"
-    current = pd.concat([
-        lookup.fetch_all(reader, "MC_Segment_Member__c", ["Id", "MC_Segment_Member_Key__c"],
-                         f"MC_Segment_Member_Key__c LIKE {lookup.soql_quote(key + ':%')}",
-                         expected_rows=int(count or 0))
-        for key, count in zip(desired.loc[static, "MC_Segment_Key__c"], segments.loc[static, "member_count"],
-                              strict=True)
-    ] or [pd.DataFrame(columns=["Id", "MC_Segment_Member_Key__c"])], ignore_index=True)
+    current = _memberships(reader, desired.loc[segments["type"] == "static", "MC_Segment_Key__c"].tolist())
     have = set(current["MC_Segment_Member_Key__c"]) if len(current) else set()
     new, unsynced = _of_synced_subscribers(reader, stage, wanted[~wanted["MC_Segment_Member_Key__c"].isin(have)])
     if unsynced:
@@ -251,6 +246,19 @@ def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping
     out["MC_Segment_Member__c (left)"] = writes.Outcome(updated=len(gone) - removed.failed, failed=removed.failed,
                                                         rejects=removed.rejects)
     return out
+
+
+def _memberships(reader: McsfSalesforceHook, segment_keys: list[str]) -> pd.DataFrame:
+    """Salesforce's memberships of these static segments: counted first, then read in one go
+    (:data:`SEGMENTS_PER_READ` segments a query). A first load, whose segments have none yet, costs
+    one request however many segments and tags the audience has, instead of a read per segment."""
+    columns = ["Id", "MC_Segment_Member_Key__c"]
+    frames = [
+        lookup.fetch_all(reader, "MC_Segment_Member__c", columns, " OR ".join(
+            f"MC_Segment_Member_Key__c LIKE {lookup.soql_quote(key + ':%')}" for key in chunk), expected_rows=None)
+        for chunk in (segment_keys[i:i + SEGMENTS_PER_READ] for i in range(0, len(segment_keys), SEGMENTS_PER_READ))
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def _of_synced_subscribers(reader: McsfSalesforceHook, stage: Stage, new: pd.DataFrame) -> tuple[pd.DataFrame, int]:

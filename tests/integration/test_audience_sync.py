@@ -224,3 +224,35 @@ def test_segment_members_without_a_synced_subscriber_are_skipped_not_refused(env
             "SELECT MC_Segment_Member_Key__c FROM MC_Segment_Member__c "
             f"WHERE Segment__r.MC_Segment_Key__c = '{list_id}:{segment['id']}'")
     assert len(members) == 2
+
+
+def test_a_member_leaving_a_static_segment_loses_only_that_membership(env, loaded):
+    """Memberships of every changed static segment are read in one query; the one that ended is deleted,
+    the rest (of that segment and of the other segment changed in the same hour) stay."""
+    list_id = env.lists[1]
+    start, end = hour(72)
+    client = env.mailchimp()
+    people = member_emails(env, list_id, 3)
+    env.mc_private("PUT", "/clock", {"now": (start + timedelta(minutes=5)).isoformat()})
+    try:
+        first = client.lists.create_segment(list_id, {"name": "mcsf leavers", "static_segment": people[:2]})
+        second = client.lists.create_segment(list_id, {"name": "mcsf stayers", "static_segment": people[1:]})
+        env.run(start, end, audiences=[list_id])
+    finally:
+        env.mc_private("PUT", "/clock", {"now": None})
+    start, end = hour(73)
+    env.mc_private("PUT", "/clock", {"now": (start + timedelta(minutes=5)).isoformat()})
+    try:
+        client.lists.batch_segment_members({"members_to_remove": [people[0]]}, list_id, first["id"])
+        client.lists.batch_segment_members({"members_to_add": [people[0]]}, list_id, second["id"])
+        env.run(start, end, audiences=[list_id])
+    finally:
+        env.mc_private("PUT", "/clock", {"now": None})
+
+    def held(segment: dict) -> int:
+        with env.active():
+            return len(env.salesforce().query_frame(
+                "SELECT Id FROM MC_Segment_Member__c "
+                f"WHERE Segment__r.MC_Segment_Key__c = '{list_id}:{segment['id']}'"))
+
+    assert (held(first), held(second)) == (1, 3)
