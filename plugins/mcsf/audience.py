@@ -76,19 +76,22 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
     state, deep = _sync_state(sf, mappings, full_resync)
     if dag_id != DAG_ID and state is not None:  # the nightly maps no member: audiences and logins suffice
         deep = set()
-    report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run, deep=deep)
+    # An hour whose audiences all load only their changes reads no account list: each audience's
+    # members read proves it, and extract reads the stats of those with members changed.
+    report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run, deep=deep, account=dag_id != DAG_ID)
     if dag_id == DAG_ID:  # the hourly DAG ends with the Query Builder: check its files up front too
         from mcsf.querybuilder import check_queries
 
         report.problems += check_queries(sf, mc)
     _raise_on_problems(report)
+    Stage.shared(dag_id, window).remove_json("lists")  # an earlier run's of this interval: stale stats
     out = []
     for mapping in mappings:
         checked = deep is None or mapping.audience_id in deep
-        info = report.lists[mapping.audience_id]
-        stats = info.get("stats", {})
+        info = report.lists.get(mapping.audience_id, {})
+        stats = info.get("stats") or {}
         stage = Stage.for_run(dag_id, window, mapping.audience_id)
-        stage.write_json("audience", {"name": info.get("name"), "stats": stats, "interests": None})
+        stage.write_json("audience", {"name": info.get("name"), "stats": info.get("stats"), "interests": None})
         if checked:
             _stage_metadata(mc, sf, mapping, stage)
         out.append({
@@ -102,7 +105,7 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
             "full_resync": full_resync,
             "dry_run": dry_run,
             "checked": checked,
-            "lists": {mapping.audience_id: info},  # for extract's check: this audience is in the account
+            "lists": {mapping.audience_id: info} if info else {},  # for extract's check: it is in the account
             "sync_state": None if state is None else sync_state_records(state[mapping.audience_id]),
         })
     log.info("SUMMARY preflight: %s audience(s) ready (%s checked in full: first or full load, or mapping changed; "
@@ -207,20 +210,32 @@ def _context(audience: dict[str, Any]) -> tuple[AudienceMapping, Window, Stage]:
 
 
 def extract(audience: dict[str, Any]) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
     from mcsf.extract import SYNC_STATE_COLUMNS, extract_audience
+    from mcsf.hooks.mailchimp import MailchimpApiError
 
     mapping, window, stage = _context(audience)
     mc, sf = hooks()
     state = audience.get("sync_state")
-    counts = extract_audience(mapping, window, stage, full=audience["full_resync"], mc=mc, sf=sf,
-                              member_count=audience["member_count"],
-                              sync_state=None if state is None else pd.DataFrame(state, columns=SYNC_STATE_COLUMNS))
+    try:
+        counts = extract_audience(mapping, window, stage, full=audience["full_resync"], mc=mc, sf=sf,
+                                  member_count=audience["member_count"],
+                                  sync_state=None if state is None else pd.DataFrame(state, columns=SYNC_STATE_COLUMNS))
+    except MailchimpApiError as err:
+        if err.status != 404:
+            raise
+        raise AirflowFailException(
+            f"{mapping.source_file}: audience {mapping.audience_id} is not in this Mailchimp account any more "
+            f"({err}) — set sync_mode: off, or copy the right id from Audience → Settings; nothing was written "
+            "for it") from err
     if not audience.get("checked", True):
         if counts["members"]:  # members to map: check the mapping in full first, as preflight does
             from mcsf.preflight import run_preflight
 
+            lists = audience["lists"] or _account_audiences(mc, mapping, window, stage)
             _raise_on_problems(run_preflight([mapping], mc, sf, create_merge_fields=not audience["dry_run"],
-                                             deep={mapping.audience_id}, lists=audience["lists"]))
+                                             deep={mapping.audience_id}, lists=lists))
             _stage_metadata(mc, sf, mapping, stage)
         else:  # nothing to map: no describes needed
             stage.write_json("describes", {})
@@ -229,6 +244,22 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
              f"full: {counts['full_reason']}" if counts["full"] else "changed in window",
              counts["segments"], counts["sf_subscribers_known"], _requests(mc, sf))
     return {**audience, "extract": counts, "requests": _requests(mc, sf)}
+
+
+def _account_audiences(mc: Any, mapping: AudienceMapping, window: Window, stage: Stage) -> dict[str, dict[str, Any]]:
+    """The account's audiences with names and stats (preflight read none this hour), read by the
+    first extract of the run that finds members changed and reused by the others (one request for
+    all); this audience's name and stats are staged for its ``MC_Audience__c`` row."""
+    shared = Stage.shared(DAG_ID, window)
+    lists = shared.read_json("lists", None)
+    if lists is None:
+        lists = mc.get_lists()
+        shared.write_json("lists", lists)
+    info = lists.get(mapping.audience_id)
+    if info is not None:  # else the full check names the mapping file and the fix
+        meta = stage.read_json("audience")
+        stage.write_json("audience", {**meta, "name": info.get("name"), "stats": info.get("stats") or {}})
+    return lists
 
 
 def map_(audience: dict[str, Any]) -> dict[str, Any]:

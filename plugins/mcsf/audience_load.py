@@ -51,8 +51,9 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
     valid = stage.read("valid")
     outcomes: dict[str, writes.Outcome] = {}
 
-    # The audience row first: children reference it by MC_Audience_Id__c.
-    stats = meta.get("stats", {})
+    # The audience row first: children reference it by MC_Audience_Id__c. Its stats are read when
+    # members changed (or the load is full); an hour without either leaves the row as it is.
+    stats = meta.get("stats") or {}
     desired_audience = pd.DataFrame([{
         "MC_Audience_Id__c": list_id,
         "Name": (meta.get("name") or mapping.label)[:80],
@@ -61,7 +62,8 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
         "Cleaned_Count__c": str(stats.get("cleaned_count", 0)),
         "Sync_Mode__c": str(mapping.sync_mode),
     }])
-    changed_audience = diff(desired_audience, stage.read("sf_audience"), "MC_Audience_Id__c", AUDIENCE_TYPES)
+    changed_audience = diff(desired_audience, stage.read("sf_audience"), "MC_Audience_Id__c", AUDIENCE_TYPES) \
+        if meta.get("stats") is not None else desired_audience.iloc[:0]
     outcomes["MC_Audience__c"] = writes.write(sf, "MC_Audience__c", changed_audience,
                                               external_id="MC_Audience_Id__c", stage=stage, dry_run=dry)
 

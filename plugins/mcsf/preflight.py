@@ -92,6 +92,7 @@ def run_preflight(
     create_merge_fields: bool = True,
     deep: set[str] | None = None,
     lists: dict[str, dict[str, Any]] | None = None,
+    account: bool = True,
 ) -> PreflightReport:
     """Check every mapping against both systems; create declared merge fields only if all is well.
 
@@ -105,6 +106,9 @@ def run_preflight(
         or full load, or an audience with members changed in the window.
     :param lists: the account's audiences as an earlier preflight of the same run found them: the
         connections, the key's role and mcsf's objects are then taken as checked (not asked again)
+    :param account: False: when no audience is checked in full, the account's audience list is not
+        read either (an hourly run: each audience's own members read proves it exists, and the
+        extract that finds members changed reads its stats and checks it in full)
     """
     report = PreflightReport()
     before = _requests_used(mailchimp, salesforce)
@@ -112,10 +116,12 @@ def run_preflight(
     full = [m for m in active if deep is None or m.audience_id in deep]
     report.problems += duplicate_audiences(mappings)
     everything = deep is None
-    if lists is None:
+    if lists is not None:
+        mc_ok, report.lists = True, lists
+    elif account or full:
         mc_ok = _check_mailchimp_account(mailchimp, report, role=everything or bool(full))
     else:
-        mc_ok, report.lists = True, lists
+        mc_ok = False
     people = _describe_people(salesforce, report, objects=lists is None) if everything or full else None
     pending: list[tuple[AudienceMapping, list[dict[str, Any]]]] = []
     for m in active:

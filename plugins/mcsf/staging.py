@@ -69,6 +69,11 @@ class Stage:
     def for_run(cls, dag_id: str, window: Window, audience_id: str) -> Stage:
         return cls(f"{staging_base()}/{dag_id}/{window.key}/{audience_id}")
 
+    @classmethod
+    def shared(cls, dag_id: str, window: Window) -> Stage:
+        """What one run's audiences share (``_run``: not one of the :meth:`siblings`)."""
+        return cls.for_run(dag_id, window, "_run")
+
     @property
     def path(self) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath
@@ -145,10 +150,19 @@ class Stage:
         return self.file(name).exists()
 
     def write_json(self, name: str, payload: Any) -> None:
-        """Small metadata (describes, audience stats) as ``name.json``."""
+        """Small metadata (describes, audience stats) as ``name.json`` (atomically, as :meth:`write`)."""
         target = self.path / f"{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(payload, default=str, sort_keys=True))
+        temp = self.path / f".{name}.json.tmp"
+        temp.write_text(json.dumps(payload, default=str, sort_keys=True))
+        temp.rename(target)
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.path / f"{name}.json").read_text())
+    def read_json(self, name: str, default: Any = ...) -> Any:
+        """``name.json``; ``default`` when it was never written (without one, that is an error)."""
+        source = self.path / f"{name}.json"
+        if default is not ... and not source.exists():
+            return default
+        return json.loads(source.read_text())
+
+    def remove_json(self, name: str) -> None:
+        (self.path / f"{name}.json").unlink(missing_ok=True)

@@ -126,6 +126,7 @@ def test_hourly_run_with_nothing_changed_reads_one_page_per_collection(run: Run,
     mc, sf = counts["mailchimp"]["by_endpoint"], counts["salesforce"]["by_endpoint"]
     n = len(run.audiences)
     assert mc.get("GET /3.0/lists/{list_id}/members") == n and mc.get("GET /3.0/lists/{list_id}/segments") == n
+    assert sum(mc.values()) == 2 * n, mc  # not even the account's audience list: the bound, exactly
     assert not [k for k in sf if k.startswith(("PATCH", "PUT", "DELETE")) or "/jobs/" in k], sf
 
 

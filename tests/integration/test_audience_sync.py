@@ -256,3 +256,46 @@ def test_a_member_leaving_a_static_segment_loses_only_that_membership(env, loade
                 f"WHERE Segment__r.MC_Segment_Key__c = '{list_id}:{segment['id']}'"))
 
     assert (held(first), held(second)) == (1, 3)
+
+
+def test_changed_audiences_get_fresh_stats_and_one_gone_from_mailchimp_is_named(env, loaded):
+    """Hours that load only changes read no account-wide audience list in preflight: an audience whose
+    members changed reads the stats with its extract (``MC_Audience__c`` follows Mailchimp's counts),
+    and one deleted from Mailchimp since its last load fails its extract naming its mapping file."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    client = env.mailchimp()
+    list_id = env.lists[0]
+    start, end = hour(80)
+    env.mc_private("PUT", "/clock", {"now": (start + timedelta(minutes=5)).isoformat()})
+    try:
+        change_members(env, list_id, [{"email_address": e, "status": "unsubscribed"}
+                                      for e in member_emails(env, list_id, 2)])
+        env.run(start, end, audiences=[list_id])
+    finally:
+        env.mc_private("PUT", "/clock", {"now": None})
+    stats = client.lists.get_list(list_id)["stats"]
+    with env.active():
+        row = env.salesforce().query_frame("SELECT Member_Count__c, Unsubscribe_Count__c FROM MC_Audience__c "
+                                           f"WHERE MC_Audience_Id__c = '{list_id}'")
+    assert (float(row["Member_Count__c"][0]), float(row["Unsubscribe_Count__c"][0])) == \
+        (stats["member_count"], stats["unsubscribe_count"])
+
+    gone = client.lists.create_list({
+        "name": "mcsf soon deleted", "permission_reminder": "You signed up.", "email_type_option": False,
+        "contact": {"company": "mcsf", "address1": "1 Main St", "city": "Springfield", "state": "IL",
+                    "zip": "62701", "country": "US"},
+        "campaign_defaults": {"from_name": "mcsf", "from_email": "news@example.org", "subject": "News",
+                              "language": "en"},
+    })["id"]
+    client.lists.batch_list_members(gone, {"members": [{"email_address": "gone.soon@example.org",
+                                                        "status": "subscribed", "merge_fields": {"LNAME": "Soon"}}]})
+    env.write_mapping(gone, mapping_yaml(gone))
+    try:
+        assert env.run(*hour(81), audiences=[gone])[0]["load_failed"] == 0  # its first load
+        client.lists.delete_list(gone)
+        start, end = hour(82)
+        with pytest.raises(AirflowFailException, match=rf"a_{gone}\.yaml: audience {gone} is not in this Mailchimp"):
+            env.run(start, end, audiences=[gone])
+    finally:
+        (env.mappings / f"a_{gone}.yaml").unlink()
