@@ -53,9 +53,9 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
     audience to sync. Raises with every problem listed when anything is wrong; nothing is written then.
 
     The hourly sync checks in full (role, merge fields, Salesforce fields) the audiences whose load
-    is full (first load, mapping changed, ``full_resync``); the others are only looked up, and
-    ``extract`` checks them in full once it finds changed members. An hour with nothing changed
-    then costs one Mailchimp request for all audiences and one Salesforce login and query here.
+    is full (first load, mapping changed, ``full_resync``); the others are not asked for at all
+    (their members read proves them) and ``extract`` checks them in full once it finds changed
+    members. An hour with nothing changed then costs one Salesforce login and query here.
 
     :param audiences: audience ids or mapping names to restrict the run to (None: all enabled)
     """

@@ -178,7 +178,8 @@ def _other_audiences(stage: Stage, subscribers_sf: pd.DataFrame, list_id: str) -
     """Statuses of the same emails in other audiences: Salesforce's, overlaid with this run's."""
     columns = [SUBSCRIBER_KEY, "Email__c", "Status__c"]
     known = subscribers_sf[~_own(subscribers_sf, list_id)] if len(subscribers_sf) else subscribers_sf
-    frames = [known.reindex(columns=columns)] + [s.read("valid").reindex(columns=columns) for s in stage.siblings()]
+    frames = [known.reindex(columns=columns)] + [s.read("valid", columns).reindex(columns=columns)
+                                                 for s in stage.siblings()]
     merged = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
         else pd.DataFrame(columns=columns)
     return merged.drop_duplicates(SUBSCRIBER_KEY, keep="last")
@@ -271,7 +272,7 @@ def _of_synced_subscribers(reader: McsfSalesforceHook, stage: Stage, new: pd.Dat
     if new.empty:
         return new, 0
     keys = new["Subscriber__r.MC_Subscriber_Key__c"]
-    valid = stage.read("valid")
+    valid = stage.read("valid", [SUBSCRIBER_KEY])
     known = set(valid[SUBSCRIBER_KEY]) if len(valid) else set()
     rest = keys[~keys.isin(known)].drop_duplicates().tolist()
     if rest:  # loaded by an earlier run, or never

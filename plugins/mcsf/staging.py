@@ -97,16 +97,19 @@ class Stage:
         temp.rename(target)
         return str(target)
 
-    def read(self, name: str) -> pd.DataFrame:
-        """Read ``name.parquet``; a frame that was never written reads as empty."""
+    def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Read ``name.parquet`` (only ``columns`` of it, those it has, when given); a frame that was
+        never written reads as empty."""
         import pandas as pd
         import pyarrow.parquet as pq
 
         source = self.file(name)
         if not source.exists():
-            return pd.DataFrame()
+            return pd.DataFrame(columns=columns)
         with source.open("rb") as handle:
-            return pq.read_table(handle).to_pandas()
+            parquet = pq.ParquetFile(handle)
+            wanted = None if columns is None else [c for c in columns if c in parquet.schema_arrow.names]
+            return parquet.read(columns=wanted).to_pandas()
 
     def siblings(self) -> list[Stage]:
         """The other audiences' stages of the same run and window."""

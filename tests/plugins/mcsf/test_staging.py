@@ -1,0 +1,48 @@
+"""Staging: column reads, the run's shared stage, JSON that is absent or replaced whole."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from mcsf.staging import Stage, Window
+
+START = datetime(2026, 11, 28, 9, tzinfo=UTC)
+WINDOW = Window(START, START + timedelta(hours=1))
+
+
+@pytest.fixture
+def stage(tmp_path, monkeypatch) -> Stage:
+    monkeypatch.setenv("MCSF_STAGING_URL", f"file://{tmp_path}")
+    return Stage.for_run("dag", WINDOW, "aaa")
+
+
+def test_reads_only_the_columns_asked_for_that_exist(stage):
+    stage.write("valid", pd.DataFrame({"key": ["a", "b"], "email": ["x@y.z", None], "big": ["…", "…"]}))
+    assert stage.read("valid", ["key", "email", "missing"]).columns.tolist() == ["key", "email"]
+    assert stage.read("valid").columns.tolist() == ["key", "email", "big"]
+    assert stage.read("never", ["key"]).columns.tolist() == ["key"] and stage.read("never").empty
+
+
+def test_the_shared_stage_is_not_an_audience(stage):
+    stage.write_json("audience", {})
+    Stage.for_run("dag", WINDOW, "bbb").write_json("audience", {})
+    shared = Stage.shared("dag", WINDOW)
+    shared.write_json("lists", {"aaa": {"name": "A"}})
+    assert [s.url.rsplit("/", 1)[1] for s in stage.siblings()] == ["bbb"]
+    assert shared.read_json("lists") == {"aaa": {"name": "A"}}
+
+
+def test_json_absent_reads_as_the_default_and_removing_it_twice_is_fine(stage):
+    assert stage.read_json("lists", None) is None
+    with pytest.raises(FileNotFoundError):
+        stage.read_json("lists")
+    stage.write_json("lists", {"v": 1})
+    stage.write_json("lists", {"v": 2})
+    assert stage.read_json("lists", None) == {"v": 2}
+    assert not [p for p in stage.path.iterdir() if p.name.startswith(".")]  # no temp file left behind
+    stage.remove_json("lists")
+    stage.remove_json("lists")
+    assert stage.read_json("lists", None) is None
