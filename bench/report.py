@@ -58,7 +58,8 @@ def record(scenario: str, contender: str, result: dict[str, Any], counts: dict[s
                            # peak; a peer's child (Airbyte's connector) lives next to its parent: summed
                            "peak_rss_mb": result["peak_rss_mb"]["per_task" if result.get("steps") else "total"],
                            "peak_rss_detail_mb": result["peak_rss_mb"], **common}
-    for key in ("steps", "outcome", "full", "records", "errors", "returncode", "capped_at", "matched"):
+    for key in ("steps", "peak_rss_mb_by_step", "outcome", "full", "records", "errors", "returncode", "capped_at",
+                "matched"):
         if key in result:
             out[key] = result[key]
     if counts is not None:
