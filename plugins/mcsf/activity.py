@@ -114,7 +114,8 @@ def extract_activity(mapping: AudienceMapping, window: Window, stage: Stage, *, 
     stage.write("campaigns", pd.DataFrame([campaign_row(c) for c in campaigns]))
     # An audience synced for one segment only has no subscriber records for the others: their
     # activity is outside the sync, not an error.
-    synced = ({m["id"] for page in mc.iter_segment_members(mapping.audience_id, mapping.segment_id) for m in page}
+    synced = ({m["id"] for page in mc.iter_segment_members(mapping.audience_id, mapping.segment_id, fields=["id"])
+               for m in page}
               if mapping.segment_id is not None else None)
     skipped = 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -32,6 +33,7 @@ AUDIENCE_FIELDS = ("Name", "MC_Audience_Id__c", "Member_Count__c", "Unsubscribe_
                    "Cleaned_Count__c", "Sync_Mode__c", "Mapping_Fingerprint__c")
 SYNC_STATE_COLUMNS = ("Id", *AUDIENCE_FIELDS)  # an audience's MC_Audience__c row as preflight reads it
 PERSON_BASE = ("Email", "LastModifiedDate", "HasOptedOutOfEmail")
+SEGMENTS_AT_ONCE = 4
 
 
 def flatten_member(member: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +109,8 @@ def extract_audience(
     seg_members = _segment_members(mc, list_id, segments)
     if mapping.segment_id is not None and (len(members) or len(seg_members)):
         # Only the sync segment's members become subscribers, so only they can be segment members.
-        in_segment = {m["id"] for page in mc.iter_segment_members(list_id, mapping.segment_id) for m in page}
+        in_segment = {m["id"] for page in mc.iter_segment_members(list_id, mapping.segment_id, fields=["id"])
+                      for m in page}
         if len(members):
             members = members[members["email_hash"].isin(in_segment)].reset_index(drop=True)
         seg_members = seg_members[seg_members["email_hash"].isin(in_segment)].reset_index(drop=True)
@@ -186,10 +189,14 @@ def _segment_members(mc: MailchimpHook, list_id: str, segments: pd.DataFrame) ->
     with any member change and no ``updated_at`` says so — so, like the Mailchimp app, mcsf keeps
     the saved segment itself but not its membership."""
     static = segments[segments["type"] == "static"]["segment_id"].tolist() if not segments.empty else []
-    rows = [
-        {"segment_id": sid, "email_hash": m["id"]}
-        for sid in static
-        for page in mc.iter_segment_members(list_id, sid, every_status=True)
-        for m in page
-    ]
+
+    def read(segment_id: str) -> list[tuple[str, str]]:
+        return [(segment_id, m["id"]) for page in mc.iter_segment_members(list_id, segment_id, every_status=True,
+                                                                           fields=["id"]) for m in page]
+
+    # Segments side by side (the hook's connection limit holds across them): an audience with many
+    # small segments or tags is not read one first page after another.
+    with ThreadPoolExecutor(max_workers=max(1, min(SEGMENTS_AT_ONCE, len(static))),
+                            thread_name_prefix="mailchimp-segment") as pool:
+        rows = [row for part in pool.map(read, static) for row in part]
     return pd.DataFrame(rows, columns=["segment_id", "email_hash"])

@@ -507,7 +507,7 @@ class MailchimpHook(BaseHook):
         )
 
     def iter_segment_members(
-        self, list_id: str, segment_id: str | int, *, every_status: bool = False
+        self, list_id: str, segment_id: str | int, *, every_status: bool = False, fields: Sequence[str] | None = None
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of a segment's members.
 
@@ -515,6 +515,7 @@ class MailchimpHook(BaseHook):
         :param segment_id: the segment id
         :param every_status: include cleaned, transactional and unsubscribed members (Mailchimp
             leaves them out by default), so membership does not change with a member's status
+        :param fields: member fields to return (``["id"]`` for membership alone); all when None
         """
         flags = {"include_cleaned": True, "include_transactional": True, "include_unsubscribed": True} \
             if every_status else {}
@@ -524,6 +525,7 @@ class MailchimpHook(BaseHook):
             "members",
             list_id=list_id,
             segment_id=str(segment_id),
+            fields=fields,
             **flags,
         )
 

@@ -205,6 +205,8 @@ def test_campaign_and_report_wrappers(
         segment = hook.get_segment(audience["id"], segments[0]["id"])
         members = [m for p in hook.iter_segment_members(audience["id"], segment["id"]) for m in p]
         assert len(members) == segment["member_count"]
+        ids = [m for p in hook.iter_segment_members(audience["id"], segment["id"], fields=["id"]) for m in p]
+        assert ids == [{"id": m["id"]} for m in members]  # membership alone: a fraction of the bytes
     categories = hook.list_interest_categories(audience["id"])
     for category in categories:
         assert all(
