@@ -114,7 +114,7 @@ def in_lists(values: list[str], *, max_items: int, max_chars: int) -> Iterator[s
 
 def query(sf: McsfSalesforceHook, soql: str, rows: int, *, bulk_above: int = REST_LIMIT) -> pd.DataFrame:
     """``soql``'s records by the cheaper API for ``rows`` expected: REST pages, or one Bulk 2.0 query job."""
-    return sf.bulk_query_frame(soql) if rows > bulk_above else sf.query_frame(soql)
+    return sf.bulk_query_frame(soql, expected_rows=rows) if rows > bulk_above else sf.query_frame(soql)
 
 
 def count(sf: McsfSalesforceHook, object_name: str, where: str) -> int:

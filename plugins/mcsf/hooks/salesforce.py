@@ -44,6 +44,7 @@ COMPOSITE_BATCH = 200  # sObject Collections take at most 200 records per reques
 BULK_JOB_REQUESTS = 6  # create, upload, close, poll, successfulResults, failedResults
 BULK_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 BULK_ROWS_PER_SECOND = 20_000  # a first guess at Bulk 2.0 ingest speed, only to time the first status poll
+BULK_QUERY_ROWS_PER_SECOND = 50_000  # the same for query jobs
 TRANSIENT_ROW_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE"})
 Operation = Literal["insert", "update", "upsert", "delete"]
 Via = Literal["auto", "composite", "bulk"]
@@ -109,8 +110,9 @@ class WriteResult:
 LEARN_FROM_ROWS = 10_000  # smaller jobs are mostly fixed costs: they say little about the org's speed
 
 
-def next_ingest_rate(used: float, observed: float, done_at_first_poll: bool) -> float:
-    """The ingest speed to time the next job's first status poll by (rows per second).
+def next_job_rate(used: float, observed: float, done_at_first_poll: bool) -> float:
+    """The speed to time the next Bulk job's first status poll by (rows per second; ingest and
+    query jobs are learnt apart).
 
     :param used: the speed this job's first poll was timed by
     :param observed: rows / seconds from upload to the poll that found the job complete (a lower
@@ -144,7 +146,8 @@ class McsfSalesforceHook(SalesforceHook):
         super().__init__(salesforce_conn_id=salesforce_conn_id, session_id=session_id)
         self.session: RetryingSession = RetryingSession(self.log, endpoint_key, _replay_safe)
         self._describes: dict[str, dict[str, Any]] = {}
-        self._ingest_rate = float(BULK_ROWS_PER_SECOND)  # rows/s, learnt from this hook's jobs (next_ingest_rate)
+        # rows/s by job kind, learnt from this hook's jobs (next_job_rate)
+        self._job_rates = {"ingest": float(BULK_ROWS_PER_SECOND), "query": float(BULK_QUERY_ROWS_PER_SECOND)}
         self._object_names: set[str] | None = None
 
     @property
@@ -293,7 +296,7 @@ class McsfSalesforceHook(SalesforceHook):
             columns = [k for k in seen.values() if not any(o.startswith(k + ".") for o in seen.values())]
         return pd.DataFrame(rows, columns=columns)
 
-    def bulk_query_frame(self, soql: str, *, include_deleted: bool = False) -> pd.DataFrame:
+    def bulk_query_frame(self, soql: str, *, include_deleted: bool = False, expected_rows: int = 0) -> pd.DataFrame:
         """Run a Bulk 2.0 query job and read all its result pages; every column has string dtype.
 
         Cheaper than :meth:`query_frame` for big reads (one result page holds many more rows).
@@ -301,6 +304,8 @@ class McsfSalesforceHook(SalesforceHook):
 
         :param soql: the query
         :param include_deleted: run a queryAll job
+        :param expected_rows: how many rows it will likely find (0: unknown), to time the first
+            status poll by, as :meth:`_wait_for_job` does for ingest jobs
         """
         import pandas as pd
 
@@ -315,7 +320,7 @@ class McsfSalesforceHook(SalesforceHook):
                 "lineEnding": "LF",
             },
         ).json()
-        self._wait_for_job("query", job["id"])
+        self._wait_for_job("query", job["id"], rows=expected_rows)
         frames, locator = [], ""
         while True:
             response = self._request(
@@ -340,14 +345,15 @@ class McsfSalesforceHook(SalesforceHook):
     def _wait_for_job(self, kind: str, job_id: str, rows: int = 0) -> dict[str, Any]:
         """Poll a Bulk 2.0 job until it completes: 0.5 s first, then 1.5 times longer, at most 5 s.
 
-        :param rows: rows uploaded to an ingest job. A big job is first polled when it could be done
-            (at the speed this hook's earlier jobs showed, :func:`next_ingest_rate`; at first
-            :data:`BULK_ROWS_PER_SECOND`), then every 5 s or a quarter of that: a million rows
+        :param rows: rows uploaded to an ingest job, or expected from a query job. A big job is first
+            polled when it could be done (at the speed this hook's earlier jobs of the kind showed,
+            :func:`next_job_rate`; at first :data:`BULK_ROWS_PER_SECOND` or
+            :data:`BULK_QUERY_ROWS_PER_SECOND`), then every 5 s or a quarter of that: a million rows
             take a few polls, not dozens (each is a request against the org's daily API limit).
         """
         started = time.monotonic()
         deadline = started + self.job_timeout_seconds
-        rate = self._ingest_rate
+        rate = self._job_rates[kind]
         delay = max(0.5, min(rows / rate, 60.0))
         most = max(5.0, delay / 4)
         polls = 0
@@ -357,8 +363,10 @@ class McsfSalesforceHook(SalesforceHook):
             info = self._request("GET", f"jobs/{kind}/{job_id}").json()
             state = info.get("state")
             if state == "JobComplete":
-                if rows >= LEARN_FROM_ROWS:
-                    self._ingest_rate = next_ingest_rate(rate, rows / (time.monotonic() - started), polls == 1)
+                done = int(info.get("numberRecordsProcessed") or 0) if kind == "query" else rows
+                if done >= LEARN_FROM_ROWS:
+                    self._job_rates[kind] = next_job_rate(rate, done / (time.monotonic() - started),
+                                                          polls == 1 and rows > 0)
                 return info
             if state in ("Failed", "Aborted"):
                 raise SalesforceBulkJobError(

@@ -360,17 +360,17 @@ def test_in_lists_respect_both_limits() -> None:
 
 
 def test_the_first_status_poll_follows_the_speed_the_org_showed() -> None:
-    from mcsf.hooks.salesforce import next_ingest_rate
+    from mcsf.hooks.salesforce import next_job_rate
 
     # done at the first poll: it may have waited for the poll, so poll a little earlier next time
-    assert next_ingest_rate(20_000, 15_000, True) == pytest.approx(22_000)
-    assert next_ingest_rate(20_000, 30_000, True) == pytest.approx(33_000)
+    assert next_job_rate(20_000, 15_000, True) == pytest.approx(22_000)
+    assert next_job_rate(20_000, 30_000, True) == pytest.approx(33_000)
     # needed more polls: the org is as slow as it showed
-    assert next_ingest_rate(20_000, 6_000, False) == 6_000
+    assert next_job_rate(20_000, 6_000, False) == 6_000
     # a slow org settles at one or two polls a job instead of polling every 5 s
     rate, true_speed = 20_000.0, 5_000.0
     for _ in range(20):
         first_poll_at = 250_000 / rate
         done_first = first_poll_at >= 250_000 / true_speed
-        rate = next_ingest_rate(rate, true_speed if not done_first else 250_000 / first_poll_at, done_first)
+        rate = next_job_rate(rate, true_speed if not done_first else 250_000 / first_poll_at, done_first)
     assert 0.8 * true_speed <= rate <= 1.25 * true_speed
