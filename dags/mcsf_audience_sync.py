@@ -77,7 +77,9 @@ def mcsf_audience_sync():
         return audience.preflight(data_interval_start, data_interval_end, audiences=params["audiences"] or None,
                                   full_resync=params["full_resync"], dry_run=params["dry_run"])
 
-    @task(map_index_template="{{ audience_name }}")
+    # one audience at a time: Mailchimp allows 10 connections per account (an extract uses 8),
+    # and the run's audiences share one read of whole Salesforce objects
+    @task(map_index_template="{{ audience_name }}", max_active_tis_per_dagrun=1)
     def extract(audience: dict) -> dict:
         from mcsf import audience as steps
 

@@ -84,7 +84,8 @@ def mcsf_campaign_activity_sync():
         waiting = awaiting_members(audiences) if params["wait_for_hourly_sync"] else []
         return PokeReturnValue(is_done=not waiting, xcom_value=audiences)
 
-    @task(map_index_template="{{ audience_name }}")
+    # one audience at a time: Mailchimp allows 10 connections per account (an extract uses 8)
+    @task(map_index_template="{{ audience_name }}", max_active_tis_per_dagrun=1)
     def extract(audience: dict) -> dict:
         from mcsf.audience import run_step
 

@@ -84,7 +84,7 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
 
         report.problems += check_queries(sf, mc)
     _raise_on_problems(report)
-    Stage.shared(dag_id, window).remove_json("lists")  # an earlier run's of this interval: stale stats
+    Stage.shared(dag_id, window).clear()  # what an earlier run of this interval shared is stale now
     out = []
     for mapping in mappings:
         checked = deep is None or mapping.audience_id in deep
@@ -233,7 +233,7 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
         if counts["members"]:  # members to map: check the mapping in full first, as preflight does
             from mcsf.preflight import run_preflight
 
-            lists = audience["lists"] or _account_audiences(mc, mapping, window, stage)
+            lists = audience["lists"] or _account_audiences(mc, mapping, stage)
             _raise_on_problems(run_preflight([mapping], mc, sf, create_merge_fields=not audience["dry_run"],
                                              deep={mapping.audience_id}, lists=lists))
             _stage_metadata(mc, sf, mapping, stage)
@@ -246,11 +246,11 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
     return {**audience, "extract": counts, "requests": _requests(mc, sf)}
 
 
-def _account_audiences(mc: Any, mapping: AudienceMapping, window: Window, stage: Stage) -> dict[str, dict[str, Any]]:
+def _account_audiences(mc: Any, mapping: AudienceMapping, stage: Stage) -> dict[str, dict[str, Any]]:
     """The account's audiences with names and stats (preflight read none this hour), read by the
     first extract of the run that finds members changed and reused by the others (one request for
     all); this audience's name and stats are staged for its ``MC_Audience__c`` row."""
-    shared = Stage.shared(DAG_ID, window)
+    shared = stage.run_shared()
     lists = shared.read_json("lists", None)
     if lists is None:
         lists = mc.get_lists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -121,11 +122,14 @@ def extract_audience(
     emails = members["email_address"].map(normalize_email).tolist() if not members.empty else []
     sub_fields = [SUBSCRIBER_KEY, *SUBSCRIBER_FIELDS, "Lead__c", "Contact__c"]
     # Past REST_LIMIT emails these are Bulk 2.0 reads (see mcsf.lookup), not thousands of IN lists.
-    reads = [(lookup.fetch_by_values, args) for args in (
-        (sf, SUBSCRIBER, sub_fields, "Email__c", emails),
-        (sf, "Contact", [*PERSON_BASE, *mapping.contact_fields().values()], "Email", emails),
-        (sf, "Lead", [*PERSON_BASE, "MC_Email_Key__c", *mapping.lead_fields().values()], "Email", emails),
-    )]
+    # Contacts and Leads as they are before any load of the run: a whole-object read is shared by
+    # the run's audiences. Subscribers are not (Salesforce holds none of a first load's anyway).
+    people = partial(lookup.fetch_by_values, shared=stage.run_shared())
+    reads = [
+        (lookup.fetch_by_values, (sf, SUBSCRIBER, sub_fields, "Email__c", emails)),
+        (people, (sf, "Contact", [*PERSON_BASE, *mapping.contact_fields().values()], "Email", emails)),
+        (people, (sf, "Lead", [*PERSON_BASE, "MC_Email_Key__c", *mapping.lead_fields().values()], "Email", emails)),
+    ]
     # Independent reads, side by side; none at all (not even a login) when no member changed.
     subscribers, contacts, leads = lookup.side_by_side(sf, reads) if emails else [fn(*a) for fn, a in reads]
     stage.write("sf_subscribers", subscribers)

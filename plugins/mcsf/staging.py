@@ -74,6 +74,15 @@ class Stage:
         """What one run's audiences share (``_run``: not one of the :meth:`siblings`)."""
         return cls.for_run(dag_id, window, "_run")
 
+    def run_shared(self) -> Stage:
+        """:meth:`shared` of this audience's run."""
+        return Stage(str(self.path.parent / "_run"))
+
+    def clear(self) -> None:
+        """Remove everything staged here (a run's shared stage, when the run starts)."""
+        if self.path.exists():
+            self.path.fs.rm(self.path.path, recursive=True)
+
     @property
     def path(self) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath

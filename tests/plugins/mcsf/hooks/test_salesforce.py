@@ -347,6 +347,28 @@ def test_lookup_of_thousands_of_values_reads_only_the_matching_rows(
     assert not [k for k in hook.requests_used if k.startswith("GET /query")], dict(hook.requests_used)
 
 
+def test_a_whole_object_read_is_shared_by_the_audiences_of_a_run(
+    hook: McsfSalesforceHook, loaded: dict[str, Any], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SELECTIVE_LIMIT values every row is read by one Bulk job; with the run's shared stage, the
+    next audience asking the same gets it from there (no request) and keeps only its own values."""
+    from mcsf import lookup
+    from mcsf.staging import Stage
+
+    monkeypatch.setattr(lookup, "SELECTIVE_LIMIT", 100)
+    shared = Stage(f"file://{tmp_path}/run/_run")
+    written = loaded["result"].successes[KEY].tolist()
+    first = lookup.fetch_by_values(hook, SUBSCRIBER, ["Email__c"], KEY, written[:500], shared=shared)
+    before = sum(hook.requests_used.values())
+    second = lookup.fetch_by_values(hook, SUBSCRIBER, ["Email__c"], KEY, [*written[400:900], "no'such"], shared=shared)
+    assert sum(hook.requests_used.values()) == before
+    assert sorted(first[KEY]) == sorted(written[:500]) and sorted(second[KEY]) == sorted(written[400:900])
+    assert second.dtypes.eq("string").all()  # as a Bulk read gives them
+    shared.clear()
+    lookup.fetch_by_values(hook, SUBSCRIBER, ["Email__c"], KEY, written[:200], shared=shared)
+    assert sum(hook.requests_used.values()) > before  # a new run reads Salesforce again
+
+
 def test_in_lists_respect_both_limits() -> None:
     from mcsf.lookup import in_lists
 
