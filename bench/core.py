@@ -84,7 +84,7 @@ def describes() -> dict[str, dict[str, dict[str, Any]]]:
 
 def run(rows: int) -> dict[str, Any]:
     from mcsf.config import load_mapping
-    from mcsf.mapping import person_values, to_subscribers
+    from mcsf.mapping import mapped_rows, person_values, to_subscribers
     from mcsf.validate import subscriber_rules, validate_rows
 
     frame = members(rows)
@@ -108,9 +108,7 @@ def run(rows: int) -> dict[str, Any]:
     people = person_values(frame, mapping, described)
     steps["person_values"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    mapped = pd.concat([subscribers, people.drop(columns="_reasons")], axis=1)  # as mcsf.audience.map_ does
-    mapped["_reasons"] = ["; ".join(filter(None, (a, b)))
-                          for a, b in zip(subscribers["_reasons"], people["_reasons"], strict=True)]
+    mapped = mapped_rows(subscribers, people)
     steps["combine"] = time.perf_counter() - mark
     mark = time.perf_counter()
     verdict = validate_rows(mapped, subscriber_rules(mapping, described))

@@ -263,17 +263,12 @@ def _account_audiences(mc: Any, mapping: AudienceMapping, stage: Stage) -> dict[
 
 
 def map_(audience: dict[str, Any]) -> dict[str, Any]:
-    from mcsf.mapping import person_values, to_subscribers
+    from mcsf.mapping import mapped_rows, person_values, to_subscribers
 
     mapping, window, stage = _context(audience)
     members = stage.read("members")
     describes = stage.read_json("describes")
-    subscribers = to_subscribers(members, mapping)
-    people = person_values(members, mapping, describes)
-    mapped = pd.concat([subscribers, people.drop(columns="_reasons")], axis=1)
-    mapped["_reasons"] = [
-        "; ".join(filter(None, (a, b))) for a, b in zip(subscribers["_reasons"], people["_reasons"], strict=True)
-    ]
+    mapped = mapped_rows(to_subscribers(members, mapping), person_values(members, mapping, describes))
     stage.write("mapped", mapped)
     log.info("SUMMARY map %s %s: %s subscribers mapped, %s Lead and %s Contact fields each, %s with mapping problems",
              mapping.label, window, len(mapped), len(mapping.lead_fields()), len(mapping.contact_fields()),

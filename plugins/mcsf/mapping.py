@@ -290,6 +290,15 @@ def person_values(
     return out
 
 
+def mapped_rows(subscribers: pd.DataFrame, people: pd.DataFrame) -> pd.DataFrame:
+    """What the map task stages: :func:`to_subscribers`' columns, then :func:`person_values`', with
+    both ``_reasons`` joined by '; ' (empty when neither found one)."""
+    mapped = pd.concat([subscribers, people.drop(columns="_reasons")], axis=1)
+    theirs = people["_reasons"]
+    mapped["_reasons"] = _join_reasons(subscribers["_reasons"].fillna(""), theirs.where(theirs.fillna("") != "", None))
+    return mapped
+
+
 def _cleaned(text: pd.Series) -> pd.Series:
     """``string`` text without the control characters Salesforce cannot store, trimmed (see :func:`clean_text`)."""
     return text.str.replace(_CONTROL.pattern, "", regex=True).str.strip()

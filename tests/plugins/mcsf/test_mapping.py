@@ -145,3 +145,15 @@ def test_one_tag_into_a_lead_and_a_contact_field_gets_a_reason_for_each():
     assert people["Contact.Score__c"].tolist() == ["12", None]
     assert people.loc[1, "_reasons"] == ("merge field SCORE -> Lead.NumberOfEmployees: 'lots' is not a number; "
                                          "merge field SCORE -> Contact.Score__c: 'lots' is not a number")
+
+
+def test_mapped_rows_join_the_reasons_of_both_halves():
+    from mcsf.mapping import mapped_rows
+
+    subscribers = pd.DataFrame({"MC_Subscriber_Key__c": ["a", "b", "c", "d"],
+                                "_reasons": ["", "bad status", "", "bad status"]})
+    people = pd.DataFrame({"Lead.LastName": ["A", "B", None, None],
+                           "_reasons": ["", "", "LNAME too long", "LNAME too long"]})
+    mapped = mapped_rows(subscribers, people)
+    assert mapped.columns.tolist() == ["MC_Subscriber_Key__c", "_reasons", "Lead.LastName"]
+    assert mapped["_reasons"].tolist() == ["", "bad status", "LNAME too long", "bad status; LNAME too long"]
