@@ -16,6 +16,7 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -77,13 +78,14 @@ def fetch_by_values(
     extra = f" AND ({where})" if where else ""
     if len(wanted) <= SELECTIVE_LIMIT:
         rest = len(wanted) <= REST_LIMIT
-        run = sf.query_frame if rest else sf.bulk_query_frame
         room = SOQL_MAX_CHARS - len(select) - len(match_field) - len(extra) - 20
         queries = [f"{select} WHERE {match_field} IN ({chunk}){extra}"
                    for chunk in in_lists(wanted, max_items=IN_CHUNK if rest else len(wanted), max_chars=room)]
+        # a Bulk job finds at most a row per value (emails, keys): its first status poll is timed by that
+        run = sf.query_frame if rest else partial(sf.bulk_query_frame, expected_rows=-(-len(wanted) // len(queries)))
         found = pd.concat(side_by_side(sf, [(run, (q,)) for q in queries]), ignore_index=True)
     else:
-        found = _every_row(sf, f"{select} WHERE {match_field} != null{extra}", shared)
+        found = _every_row(sf, object_name, columns, f"{match_field} != null{extra}", shared)
         keep = {normalize_email(v) for v in wanted}
         found = found[found[match_field].map(normalize_email).isin(keep)]
     for column in columns:
@@ -92,17 +94,18 @@ def fetch_by_values(
     return found[columns].reset_index(drop=True)
 
 
-def _every_row(sf: McsfSalesforceHook, soql: str, shared: Stage | None) -> pd.DataFrame:
-    """``soql``'s rows by one Bulk 2.0 query job, or as another audience of the run staged them."""
+def _every_row(sf: McsfSalesforceHook, object_name: str, columns: list[str], where: str,
+               shared: Stage | None) -> pd.DataFrame:
+    """Every row matching ``where`` (counted first, see :func:`fetch_all`), or as another audience
+    of the run staged them."""
     if shared is None:
-        return sf.bulk_query_frame(soql)
-    name = "every_row_" + hashlib.sha256(soql.encode()).hexdigest()[:16]
+        return fetch_all(sf, object_name, columns, where, expected_rows=None)
+    name = "every_row_" + hashlib.sha256(f"{object_name}|{','.join(columns)}|{where}".encode()).hexdigest()[:16]
     if shared.exists(name):
-        found = shared.read(name).astype("string")
-        log.info("%s: %s rows as an earlier audience of this run read them (no request)",
-                 soql.split(" WHERE ")[0], len(found))
+        found = shared.read(name)
+        log.info("%s: %s rows as an earlier audience of this run read them (no request)", object_name, len(found))
         return found
-    found = sf.bulk_query_frame(soql)
+    found = fetch_all(sf, object_name, columns, where, expected_rows=None)
     shared.write(name, found)
     return found
 
