@@ -119,12 +119,15 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
         outcomes[f"{object_name} (opt-out)"] = writes.write(sf, object_name, frame, external_id=None,
                                                             stage=stage, dry_run=dry)
     desired = pd.concat([valid[[SUBSCRIBER_KEY, AUDIENCE_REF, *SUBSCRIBER_FIELDS]], links], axis=1)
+    del valid, opt_outs  # the largest frames: not held while the subscribers' CSV is built (a task's peak)
     changed = diff(desired, subscribers_sf[_own(subscribers_sf, list_id)], SUBSCRIBER_KEY,
                    {**SUBSCRIBER_FIELDS, **LINK_TYPES})
+    unchanged, written = len(desired) - len(changed), len(changed)
+    del desired, subscribers_sf
     if LEAD_REF in changed and changed[LEAD_REF].isna().all():
         changed = changed.drop(columns=LEAD_REF)
     outcomes[SUBSCRIBER] = writes.write(sf, SUBSCRIBER, changed, external_id=SUBSCRIBER_KEY, stage=stage, dry_run=dry)
-    unchanged = len(desired) - len(changed)
+    del changed
 
     outcomes.update(_segments(reader, sf, mapping, stage, dry))
     if extract_counts.get("full") or extract_counts.get("members"):  # counts move only when members do
@@ -147,14 +150,14 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
         "load_failed": people["load_failed"] + mine["load_failed"],
         "by_object": {**people.get("by_object", {}), **mine["by_object"]},
         "unchanged": unchanged,
-        "subscribers_written": len(changed),
+        "subscribers_written": written,
         "contacts_linked": int(links["Contact__c"].notna().sum()),
         "leads_linked": int((links["Lead__c"].notna() | links[LEAD_REF].notna()).sum()),
         "reject_reasons": dict(reasons),
         "dry_run": dry,
     }
     log.info("SUMMARY load subscribers %s %s: %s written (%s created), %s unchanged; %s linked to Contacts, "
-             "%s to Leads; %s refused by Salesforce%s", mapping.label, window, len(changed),
+             "%s to Leads; %s refused by Salesforce%s", mapping.label, window, written,
              outcomes[SUBSCRIBER].created, unchanged, counts["contacts_linked"], counts["leads_linked"],
              mine["load_failed"], " (DRY RUN: nothing written)" if dry else "")
     return counts
