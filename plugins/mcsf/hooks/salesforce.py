@@ -580,7 +580,6 @@ class McsfSalesforceHook(SalesforceHook):
         head_text: str,
         lines: list[str],
     ) -> list[tuple[str | None, bool, str | None]]:
-        import pandas as pd
         import pyarrow as pa
 
         spec: dict[str, Any] = {
@@ -619,14 +618,14 @@ class McsfSalesforceHook(SalesforceHook):
         for kind, count in (("successfulResults", succeeded), ("failedResults", failed)):
             if count <= 0:
                 continue
-            text = self._request("GET", f"jobs/ingest/{job_id}/{kind}", headers={"Accept": "text/csv"}).text
-            got = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
-            if got.empty:
+            got = _result_table(self._request("GET", f"jobs/ingest/{job_id}/{kind}",
+                                              headers={"Accept": "text/csv"}).content)
+            if not got.num_rows:
                 continue
-            blank = pa.array([""] * len(got), type=pa.string())
-            rebuilt, _ = _csv_lines([pa.array(got[c].to_numpy(dtype=object), type=pa.string()) if c in got else blank
-                                     for c in header])
-            for first, second, line in zip(got.iloc[:, 0].tolist(), got.iloc[:, 1].tolist(), rebuilt, strict=True):
+            blank = pa.array([""] * got.num_rows, type=pa.string())
+            rebuilt, _ = _csv_lines([got.column(c) if c in got.column_names else blank for c in header])
+            for first, second, line in zip(got.column(0).to_pylist(), got.column(1).to_pylist(), rebuilt,
+                                           strict=True):
                 positions = waiting.get(line)
                 if not positions:
                     unmatched += 1
@@ -759,6 +758,26 @@ def _csv_column(values: pd.Series) -> Any:
         cells = [_csv_cell(v) for v in uniques] + [""]  # code -1, a missing value, takes the last: empty
         return pa.array([cells[c] for c in codes.tolist()], type=pa.string())
     return pa.array([_csv_cell(v) for v in raw.tolist()], type=pa.string())
+
+
+def _result_table(content: bytes) -> Any:
+    """A Bulk 2.0 result file (``sf__Id``, ``sf__Created`` or ``sf__Error``, then the columns sent) as a
+    pyarrow table of text: every cell a string, empty ones ``""``. Parsed from the bytes as they came
+    (a result of a million rows stays compact, not a frame of Python strings)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    end = content.find(b"\n")
+    head = content[:end if end >= 0 else len(content)].decode("utf-8-sig")
+    if not head.strip():
+        return pa.table({})
+    names = next(csv.reader([head]))
+    return pacsv.read_csv(
+        pa.BufferReader(content),  # no copy of the file
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False),
+    )
 
 
 def _csv_lines(columns: list[Any]) -> tuple[list[str], list[int]]:

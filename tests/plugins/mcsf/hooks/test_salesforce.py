@@ -369,6 +369,17 @@ def test_a_whole_object_read_is_shared_by_the_audiences_of_a_run(
     assert sum(hook.requests_used.values()) > before  # a new run reads Salesforce again
 
 
+def test_bulk_result_files_are_read_as_text_cells() -> None:
+    """Quotes, commas, newlines and empty cells come back as sent (rows are matched by their CSV line)."""
+    from mcsf.hooks.salesforce import _csv_lines, _result_table
+
+    got = _result_table(b'"sf__Id","sf__Created","A","B"\n"001","true","x, ""q""","one\ntwo"\n"002","false","",""\n')
+    assert got.column_names == ["sf__Id", "sf__Created", "A", "B"]
+    assert got.to_pylist()[1] == {"sf__Id": "002", "sf__Created": "false", "A": "", "B": ""}
+    assert _csv_lines([got.column("A"), got.column("B")])[0] == ['"x, ""q""","one\ntwo"\n', '"",""\n']
+    assert _result_table(b"").num_rows == 0 and _result_table(b'"sf__Id","sf__Error","A"\n').num_rows == 0
+
+
 def test_in_lists_respect_both_limits() -> None:
     from mcsf.lookup import in_lists
 
