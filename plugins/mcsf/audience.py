@@ -223,7 +223,7 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
                                   member_count=audience["member_count"],
                                   sync_state=None if state is None else pd.DataFrame(state, columns=SYNC_STATE_COLUMNS))
     except MailchimpApiError as err:
-        if err.status != 404:
+        if err.status != 404 or _in_account(mc, mapping.audience_id):  # e.g. a segment deleted meanwhile
             raise
         raise AirflowFailException(
             f"{mapping.source_file}: audience {mapping.audience_id} is not in this Mailchimp account any more "
@@ -244,6 +244,19 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
              f"full: {counts['full_reason']}" if counts["full"] else "changed in window",
              counts["segments"], counts["sf_subscribers_known"], _requests(mc, sf))
     return {**audience, "extract": counts, "requests": _requests(mc, sf)}
+
+
+def _in_account(mc: Any, list_id: str) -> bool:
+    """Whether the audience still exists (asked only after a read of it answered 404)."""
+    from mcsf.hooks.mailchimp import MailchimpApiError
+
+    try:
+        mc.get_list(list_id)
+    except MailchimpApiError as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
 
 
 def _account_audiences(mc: Any, mapping: AudienceMapping, stage: Stage) -> dict[str, dict[str, Any]]:

@@ -81,7 +81,7 @@ def fetch_by_values(
         room = SOQL_MAX_CHARS - len(select) - len(match_field) - len(extra) - 20
         queries = [f"{select} WHERE {match_field} IN ({chunk}){extra}"
                    for chunk in in_lists(wanted, max_items=IN_CHUNK if rest else len(wanted), max_chars=room)]
-        # a Bulk job finds at most a row per value (emails, keys): its first status poll is timed by that
+        # a Bulk job finds about a row per value (emails, keys): its first status poll is timed by that
         run = sf.query_frame if rest else partial(sf.bulk_query_frame, expected_rows=-(-len(wanted) // len(queries)))
         found = pd.concat(side_by_side(sf, [(run, (q,)) for q in queries]), ignore_index=True)
     else:

@@ -176,5 +176,3 @@ class Stage:
             return default
         return json.loads(source.read_text())
 
-    def remove_json(self, name: str) -> None:
-        (self.path / f"{name}.json").unlink(missing_ok=True)

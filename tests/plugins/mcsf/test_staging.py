@@ -35,7 +35,7 @@ def test_the_shared_stage_is_not_an_audience(stage):
     assert shared.read_json("lists") == {"aaa": {"name": "A"}}
 
 
-def test_json_absent_reads_as_the_default_and_removing_it_twice_is_fine(stage):
+def test_json_absent_reads_as_the_default_and_clearing_twice_is_fine(stage):
     assert stage.read_json("lists", None) is None
     with pytest.raises(FileNotFoundError):
         stage.read_json("lists")
@@ -43,6 +43,6 @@ def test_json_absent_reads_as_the_default_and_removing_it_twice_is_fine(stage):
     stage.write_json("lists", {"v": 2})
     assert stage.read_json("lists", None) == {"v": 2}
     assert not [p for p in stage.path.iterdir() if p.name.startswith(".")]  # no temp file left behind
-    stage.remove_json("lists")
-    stage.remove_json("lists")
+    stage.clear()
+    stage.clear()
     assert stage.read_json("lists", None) is None
