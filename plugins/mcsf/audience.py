@@ -234,9 +234,13 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
             from mcsf.preflight import run_preflight
 
             lists = audience["lists"] or _account_audiences(mc, mapping, stage)
+            # The run's audiences extract one after another: the first one's describes serve the rest.
+            shared = stage.run_shared()
+            sf.remember_describes(shared.read_json("sf_describes", {}))
             _raise_on_problems(run_preflight([mapping], mc, sf, create_merge_fields=not audience["dry_run"],
                                              deep={mapping.audience_id}, lists=lists))
             _stage_metadata(mc, sf, mapping, stage)
+            shared.write_json("sf_describes", sf.describes)
         else:  # nothing to map: no describes needed
             stage.write_json("describes", {})
     log.info("SUMMARY extract %s %s: %s members (%s), %s segments, %s Salesforce subscribers known, requests %s",

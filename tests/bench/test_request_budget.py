@@ -98,9 +98,10 @@ FIRST_SYNC_SALESFORCE = 82
 
 #: What an hourly run with 1 % changed costs at this size today, per API. The brief's target is 1.1 ×
 #: the lower bound (26 here); Mailchimp is within one request per audience of it, Salesforce is not:
-#: every per-audience task logs in, reads the describes and looks people up on its own, which the
-#: bound counts once for all audiences (docs/benchmarks.md). A change that adds requests fails here.
-HOURLY_BUDGET = {"mailchimp": 19, "salesforce": 34}
+#: every per-audience task logs in and looks people up on its own, which the bound counts once for
+#: all audiences (docs/benchmarks.md); the describes are read once per run (was once per audience: 34).
+#: A change that adds requests fails here.
+HOURLY_BUDGET = {"mailchimp": 19, "salesforce": 28}
 
 
 def test_hourly_run_with_one_percent_changed_stays_within_its_request_budget(run: Run, first: Any):

@@ -254,6 +254,15 @@ class McsfSalesforceHook(SalesforceHook):
             self._describes[object_name] = self._request("GET", f"sobjects/{object_name}/describe/").json()
         return self._describes[object_name]
 
+    @property
+    def describes(self) -> dict[str, dict[str, Any]]:
+        """The describes this hook holds (fetched or :meth:`remember_describes`), by object name."""
+        return dict(self._describes)
+
+    def remember_describes(self, describes: dict[str, dict[str, Any]]) -> None:
+        """Hold ``describes`` (an earlier hook's :attr:`describes` in the same run) instead of fetching them again."""
+        self._describes.update(describes)
+
     def field_map(self, object_name: str) -> dict[str, dict[str, Any]]:
         """Field name -> field describe.
 
