@@ -112,6 +112,7 @@ class Store:
         self._write_lock = threading.RLock()
         self.generation = 0  # bumped by every committed write; keys the count cache
         self._counts: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] = {}
+        self._columns: dict[tuple[str, tuple[Any, ...]], tuple[int, list[Any]]] = {}
         conn = self.conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(TABLES + INDEXES)
@@ -163,6 +164,23 @@ class Store:
             self._counts.clear()
         self._counts[key] = (generation, value)
         return value
+
+    def column(self, sql: str, args: tuple[Any, ...] | list[Any]) -> list[Any]:
+        """The first column of every row of ``sql``, remembered until the next write.
+
+        For collections paged by ``offset`` whose pages cannot come from an index range: the
+        whole ordered column once, then every page is a slice (not a scan past ``offset`` rows).
+        A few are kept (each may hold a campaign's recipients).
+        """
+        key, generation = (sql, tuple(args)), self.generation
+        hit = self._columns.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        values = [row[0] for row in self.conn().execute(sql, args)]
+        if len(self._columns) >= 8:
+            self._columns = {}
+        self._columns[key] = (generation, values)
+        return values
 
     def meta(self, key: str, default: Any = None) -> Any:
         row = self.conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -262,6 +262,10 @@ def test_email_activity_paging_and_since(mailchimp_client: Any) -> None:
         events += [a for e in page["emails"] for a in e["activity"]]
         offset += 1000
     assert total == report["emails_sent"]
+    first = mailchimp_client.reports.get_email_activity_for_campaign(campaign["id"], count=21, offset=0)["emails"]
+    pages = [mailchimp_client.reports.get_email_activity_for_campaign(campaign["id"], count=7, offset=o)["emails"]
+             for o in (0, 7, 14)]
+    assert [e["email_id"] for page in pages for e in page] == [e["email_id"] for e in first]
     actions = [e["action"] for e in events]
     assert actions.count("open") == report["opens"]["opens_total"]
     assert actions.count("click") == report["clicks"]["clicks_total"]
@@ -279,6 +283,8 @@ def test_private_activity_shows_up_with_its_timestamps(mailchimp_client: Any, li
     mailchimp_client.lists.set_list_member(list_id, email, {"email_address": email, "status_if_new": "subscribed"})
     campaign = private("POST", "/campaigns", {"list_id": list_id, "type": "regular", "recipients": [email],
                                               "send_time": "2026-11-19T23:00:00+00:00"})
+    before = mailchimp_client.reports.get_email_activity_for_campaign(campaign["id"], since="2026-11-20T00:00:00+00:00")
+    assert before["total_items"] == 0 and before["emails"] == []
     private("POST", f"/campaigns/{campaign['id']}/activity", {"events": [
         {"email_address": email, "action": "open", "timestamp": "2026-11-19T23:30:00+00:00", "ip": "10.0.0.1"},
         {"email_address": email, "action": "click", "timestamp": "2026-11-20T00:00:00+00:00",
