@@ -175,16 +175,16 @@ def audience_record_id(reader: McsfSalesforceHook, list_id: str, sync_state: lis
     return None if found.empty else found["Id"].iloc[0]
 
 
-def existing_keys(sf: McsfSalesforceHook, window: Window, audience_id: str | None) -> set[str]:
+def existing_keys(sf: McsfSalesforceHook, window: Window, audience_id: str | None) -> pd.Series:
     """Keys of the audience's activity Salesforce already holds for the window (counted first: a
     first run of a day costs one request)."""
     if audience_id is None:  # no audience record yet, so no activity of it either
-        return set()
+        return pd.Series([], dtype=object)
     where = (f"Audience__c = {lookup.soql_quote(audience_id)} "
              f"AND Occurred_At__c >= {lookup.soql_datetime(window.start)} "
              f"AND Occurred_At__c < {lookup.soql_datetime(window.end)}")
     found = lookup.fetch_all(sf, ACTIVITY, [ACTIVITY_KEY], where, expected_rows=None)
-    return set(found[ACTIVITY_KEY]) if len(found) else set()
+    return found[ACTIVITY_KEY]
 
 
 def retention(sf: McsfSalesforceHook | None, reader: McsfSalesforceHook, mapping: AudienceMapping,

@@ -16,7 +16,7 @@ import pandas as pd
 from mcsf import activity
 from mcsf import load as writes
 from mcsf.audience import _context, _requests, hooks
-from mcsf.mapping import diff
+from mcsf.mapping import diff, isin
 from mcsf.validate import Rule, validate_rows
 
 log = logging.getLogger("mcsf")
@@ -108,7 +108,7 @@ def load(audience: dict[str, Any]) -> dict[str, Any]:
     def new_records():
         nonlocal unchanged
         for batch in stage.iter_batches("valid"):
-            new = batch[~batch[activity.ACTIVITY_KEY].isin(known)]
+            new = batch[~isin(batch[activity.ACTIVITY_KEY], known)]
             unchanged += len(batch) - len(new)
             yield new.assign(_is_new=True)
 

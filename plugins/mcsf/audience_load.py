@@ -18,7 +18,7 @@ import pandas as pd
 from mcsf import load as writes
 from mcsf import lookup
 from mcsf.leads import LEAD_KEY, LEAD_REF, best_match, field_updates, opt_out_updates, plan_people
-from mcsf.mapping import AUDIENCE_REF, SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, diff
+from mcsf.mapping import AUDIENCE_REF, SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, diff, isin
 
 if TYPE_CHECKING:
     from mcsf.config import AudienceMapping
@@ -239,14 +239,14 @@ def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping
         "Subscriber__r.MC_Subscriber_Key__c": list_id + ":" + members["email_hash"],
     }) if len(members) else pd.DataFrame(columns=["MC_Segment_Member_Key__c"])
     current = _memberships(reader, desired.loc[segments["type"] == "static", "MC_Segment_Key__c"].tolist())
-    have = set(current["MC_Segment_Member_Key__c"]) if len(current) else set()
-    new, unsynced = _of_synced_subscribers(reader, stage, wanted[~wanted["MC_Segment_Member_Key__c"].isin(have)])
+    have = current["MC_Segment_Member_Key__c"] if len(current) else []
+    new, unsynced = _of_synced_subscribers(reader, stage, wanted[~isin(wanted["MC_Segment_Member_Key__c"], have)])
     if unsynced:
         log.info("%s: %s segment memberships not written: their member is not a synced subscriber (archived in "
                  "Mailchimp, or rejected: see the rejects)", mapping.label, unsynced)
     out["MC_Segment_Member__c"] = writes.write(sf, "MC_Segment_Member__c", new.assign(_is_new=True),
                                                external_id="MC_Segment_Member_Key__c", stage=stage, dry_run=dry)
-    gone = current[~current["MC_Segment_Member_Key__c"].isin(set(wanted["MC_Segment_Member_Key__c"]))] \
+    gone = current[~isin(current["MC_Segment_Member_Key__c"], wanted["MC_Segment_Member_Key__c"])] \
         if len(current) else current
     removed = writes.delete(sf, "MC_Segment_Member__c", gone["Id"].tolist() if len(gone) else [], dry_run=dry)
     out["MC_Segment_Member__c (left)"] = writes.Outcome(updated=len(gone) - removed.failed, failed=removed.failed,
@@ -275,12 +275,11 @@ def _of_synced_subscribers(reader: McsfSalesforceHook, stage: Stage, new: pd.Dat
     if new.empty:
         return new, 0
     keys = new["Subscriber__r.MC_Subscriber_Key__c"]
-    valid = stage.read("valid", [SUBSCRIBER_KEY])
-    known = set(valid[SUBSCRIBER_KEY]) if len(valid) else set()
-    rest = keys[~keys.isin(known)].drop_duplicates().tolist()
+    synced = isin(keys, stage.read("valid", [SUBSCRIBER_KEY])[SUBSCRIBER_KEY])
+    rest = keys[~synced].drop_duplicates().tolist()
     if rest:  # loaded by an earlier run, or never
-        known |= set(lookup.fetch_by_values(reader, SUBSCRIBER, [SUBSCRIBER_KEY], SUBSCRIBER_KEY, rest)[SUBSCRIBER_KEY])
-    synced = keys.isin(known)
+        synced |= isin(keys, lookup.fetch_by_values(reader, SUBSCRIBER, [SUBSCRIBER_KEY], SUBSCRIBER_KEY, rest)
+                       [SUBSCRIBER_KEY])
     return new[synced], int((~synced).sum())
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mcsf import lookup
-from mcsf.mapping import SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, normalize_email
+from mcsf.mapping import SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, isin, normalize_email
 from mcsf.report import Progress
 
 if TYPE_CHECKING:
@@ -113,8 +113,8 @@ def extract_audience(
         in_segment = {m["id"] for page in mc.iter_segment_members(list_id, mapping.segment_id, fields=["id"])
                       for m in page}
         if len(members):
-            members = members[members["email_hash"].isin(in_segment)].reset_index(drop=True)
-        seg_members = seg_members[seg_members["email_hash"].isin(in_segment)].reset_index(drop=True)
+            members = members[isin(members["email_hash"], in_segment)].reset_index(drop=True)
+        seg_members = seg_members[isin(seg_members["email_hash"], in_segment)].reset_index(drop=True)
     stage.write("members", members)
     stage.write("segments", segments)
     stage.write("segment_members", seg_members)

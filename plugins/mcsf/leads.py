@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mcsf.mapping import loose_canonical_series, normalize_email
+from mcsf.mapping import isin, loose_canonical_series, normalize_email
 
 if TYPE_CHECKING:
     from mcsf.config import AudienceMapping
@@ -183,7 +183,7 @@ def _opted_out(subs: pd.DataFrame, others: pd.DataFrame, mapping: AudienceMappin
         return gone_here
     other = others.assign(_email_norm=others["Email__c"].map(normalize_email))
     still_in = other[~other["Status__c"].isin(GONE_STATUSES)]["_email_norm"]
-    return gone_here & ~subs["_email_norm"].isin(set(still_in))
+    return gone_here & ~isin(subs["_email_norm"], still_in)
 
 
 def field_updates(subs: pd.DataFrame, people: pd.DataFrame, ids: pd.Series, current: pd.DataFrame,

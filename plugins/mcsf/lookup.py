@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mcsf.mapping import normalize_email
+from mcsf.mapping import isin, normalize_email
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -86,8 +86,7 @@ def fetch_by_values(
         found = pd.concat(side_by_side(sf, [(run, (q,)) for q in queries]), ignore_index=True)
     else:
         found = _every_row(sf, object_name, columns, f"{match_field} != null{extra}", shared)
-        keep = {normalize_email(v) for v in wanted}
-        found = found[found[match_field].map(normalize_email).isin(keep)]
+        found = found[isin(found[match_field].map(normalize_email), {normalize_email(v) for v in wanted})]
     for column in columns:
         if column not in found.columns:
             found[column] = None

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from mcsf.config import AudienceMapping
 
@@ -54,6 +54,30 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def normalize_email(value: Any) -> str:
     """The matching form of an email: trimmed and lower-cased (Salesforce compares without case)."""
     return str(value or "").strip().lower()
+
+
+def isin(column: pd.Series, wanted: Iterable[Any]) -> pd.Series:
+    """``column.isin(wanted)`` for text keys and emails, as one hashed lookup in pyarrow.
+
+    pandas' arrow-backed strings first turn every wanted value into a pyarrow scalar in Python
+    (about 7 s for a million); this builds the value set in one call (under 1 s). Missing values
+    match nothing. Columns that are not text fall back to pandas.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = wanted if isinstance(wanted, (pd.Series, pd.Index, np.ndarray)) else list(wanted)
+    if column.empty or not len(values):
+        return pd.Series(False, index=column.index, dtype=bool)
+    left = pa.array(column, from_pandas=True)
+    if not (pa.types.is_string(left.type) or pa.types.is_large_string(left.type)):
+        return column.isin(values)
+    try:
+        value_set = pa.array(values, from_pandas=True).cast(left.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return column.isin(values)
+    found = pc.is_in(left, value_set=value_set, skip_nulls=True).fill_null(False)
+    return pd.Series(found.to_numpy(zero_copy_only=False), index=column.index, dtype=bool)
 
 
 def subscriber_key(list_id: str, email_hash: str) -> str:

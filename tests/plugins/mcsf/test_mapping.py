@@ -157,3 +157,17 @@ def test_mapped_rows_join_the_reasons_of_both_halves():
     mapped = mapped_rows(subscribers, people)
     assert mapped.columns.tolist() == ["MC_Subscriber_Key__c", "_reasons", "Lead.LastName"]
     assert mapped["_reasons"].tolist() == ["", "bad status", "LNAME too long", "bad status; LNAME too long"]
+
+
+def test_isin_matches_pandas_on_text_keys_and_keeps_the_index():
+    from mcsf.mapping import isin
+
+    column = pd.Series(["a@x.com", None, "B@x.com", "c@x.com", "a@x.com"], index=[10, 11, 12, 13, 14])
+    for wanted in ({"a@x.com", "B@x.com"}, pd.Series(["c@x.com", None]), ["nobody"], set()):
+        got = isin(column, wanted)
+        assert got.index.tolist() == column.index.tolist() and got.dtype == bool
+        expected = column.isin([w for w in wanted if pd.notna(w)])  # missing values match nothing
+        assert got.tolist() == expected.tolist(), wanted
+    assert isin(column, {"b@x.com"}).sum() == 0  # exact, as pandas: case is the caller's business
+    assert isin(pd.Series([1, 2, 3]), {2}).tolist() == [False, True, False]  # not text: pandas decides
+    assert isin(pd.Series([], dtype=str), {"a"}).tolist() == []
