@@ -47,6 +47,7 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
     """
     dry = sf is None
     list_id = mapping.audience_id
+    lookup.forget_shared_reads(stage.run_shared())  # every extract of the run is done (see the DAG)
     meta = stage.read_json("audience")
     valid = stage.read("valid")
     outcomes: dict[str, writes.Outcome] = {}

@@ -36,6 +36,7 @@ IN_CHUNK = 250
 SELECTIVE_LIMIT = 30_000
 SOQL_MAX_CHARS = 100_000  # Salesforce's limit on the length of a SOQL statement
 CONCURRENT_READS = 3
+SHARED_READ = "every_row_"  # names of whole-object reads in a run's shared stage
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f", '"': '\\"'}
 
 
@@ -68,7 +69,8 @@ def fetch_by_values(
     :param where: an extra SOQL condition, ANDed
     :param shared: the run's shared stage: a read of every row (past :data:`SELECTIVE_LIMIT`
         values) is staged there, and the run's other audiences asking the same read it from there
-        instead of Salesforce (their extracts run one after another, before any load of the run)
+        instead of Salesforce (their extracts run one after another, before any load of the run;
+        the first load drops it: :func:`forget_shared_reads`)
     """
     wanted = sorted({v for v in values if v})
     columns = list(dict.fromkeys(["Id", match_field, *fields]))
@@ -93,13 +95,21 @@ def fetch_by_values(
     return found[columns].reset_index(drop=True)
 
 
+def forget_shared_reads(shared: Stage) -> None:
+    """Drop the run's shared whole-object reads (:func:`fetch_by_values` with ``shared``) once its
+    loads begin: an extract cleared and run again after that must see what the loads wrote."""
+    gone = shared.remove(SHARED_READ)
+    if gone:
+        log.info("%s whole-object reads shared by this run's extracts dropped: loads are starting", gone)
+
+
 def _every_row(sf: McsfSalesforceHook, object_name: str, columns: list[str], where: str,
                shared: Stage | None) -> pd.DataFrame:
     """Every row matching ``where`` (counted first, see :func:`fetch_all`), or as another audience
     of the run staged them."""
     if shared is None:
         return fetch_all(sf, object_name, columns, where, expected_rows=None)
-    name = "every_row_" + hashlib.sha256(f"{object_name}|{','.join(columns)}|{where}".encode()).hexdigest()[:16]
+    name = SHARED_READ + hashlib.sha256(f"{object_name}|{','.join(columns)}|{where}".encode()).hexdigest()[:16]
     if shared.exists(name):
         found = shared.read(name)
         log.info("%s: %s rows as an earlier audience of this run read them (no request)", object_name, len(found))

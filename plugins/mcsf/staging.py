@@ -83,6 +83,15 @@ class Stage:
         if self.path.exists():
             self.path.fs.rm(self.path.path, recursive=True)
 
+    def remove(self, prefix: str) -> int:
+        """Remove the frames whose name starts with ``prefix``; how many there were."""
+        if not self.path.exists():
+            return 0
+        gone = [p for p in self.path.iterdir() if p.name.startswith(prefix) and p.name.endswith(".parquet")]
+        for p in gone:
+            p.unlink()
+        return len(gone)
+
     @property
     def path(self) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath

@@ -364,9 +364,15 @@ def test_a_whole_object_read_is_shared_by_the_audiences_of_a_run(
     assert sum(hook.requests_used.values()) == before
     assert sorted(first[KEY]) == sorted(written[:500]) and sorted(second[KEY]) == sorted(written[400:900])
     assert second.dtypes.eq("string").all()  # as a Bulk read gives them
+    shared.write_json("sf_describes", {})
+    lookup.forget_shared_reads(shared)  # the run's loads begin: what they write must be seen
+    assert shared.read_json("sf_describes", None) == {}  # only the reads go
+    lookup.fetch_by_values(hook, SUBSCRIBER, ["Email__c"], KEY, written[:200], shared=shared)
+    after_loads = sum(hook.requests_used.values())
+    assert after_loads > before
     shared.clear()
     lookup.fetch_by_values(hook, SUBSCRIBER, ["Email__c"], KEY, written[:200], shared=shared)
-    assert sum(hook.requests_used.values()) > before  # a new run reads Salesforce again
+    assert sum(hook.requests_used.values()) > after_loads  # a new run reads Salesforce again
 
 
 def test_bulk_result_files_are_read_as_text_cells() -> None:
