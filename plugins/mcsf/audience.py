@@ -108,6 +108,8 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
             "lists": {mapping.audience_id: info} if info else {},  # for extract's check: it is in the account
             "sync_state": None if state is None else sync_state_records(state[mapping.audience_id]),
         })
+    # which audiences this run holds, and their mappings: one of them creates each new Lead (load_people)
+    Stage.shared(dag_id, window).write_json("audiences", {a["audience_id"]: a["mapping_file"] for a in out})
     log.info("SUMMARY preflight: %s audience(s) ready (%s checked in full: first or full load, or mapping changed; "
              "the others are checked when members changed), %s merge field(s) created, requests %s", len(out),
              sum(a["checked"] for a in out), len(report.merge_fields_created), _requests(mc, sf))

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mcsf import load as writes
 from mcsf import lookup
-from mcsf.leads import LEAD_KEY, LEAD_REF, best_match, field_updates, opt_out_updates, plan_people
+from mcsf.leads import LEAD_KEY, LEAD_REF, best_match, field_updates, new_lead_emails, opt_out_updates, plan_people
 from mcsf.mapping import AUDIENCE_REF, SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, diff, isin
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
 
     sf_types = _sf_types(stage)
     people_cols = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
-    plan = plan_people(valid, valid[people_cols], stage.read("sf_contacts"), stage.read("sf_leads"), mapping, sf_types)
+    plan = plan_people(valid, valid[people_cols], stage.read("sf_contacts"), stage.read("sf_leads"), mapping, sf_types,
+                       created_elsewhere=_created_by_earlier_audiences(stage, mapping, valid["_email_norm"]))
     outcomes["Lead (create)"] = writes.write(sf, "Lead", plan.lead_creates, external_id=LEAD_KEY, stage=stage,
                                              dry_run=dry)
     outcomes["Lead (update)"] = writes.write(sf, "Lead", plan.lead_updates, external_id=None, stage=stage, dry_run=dry)
@@ -89,10 +90,11 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
                                        step="leads").rename(columns={"_reason": "reason"})[writes.REJECT_COLUMNS]
     stage.write("rejects_people", pd.concat([lead_rejects, *(o.rejects for o in outcomes.values())], ignore_index=True))
     counts = writes.summarize(outcomes, {**plan.counts, "leads_created": outcomes["Lead (create)"].created})
-    log.info("SUMMARY load people %s %s: leads created %s, %s contacts and %s leads matched, %s Lead and %s Contact "
-             "updates, %s Lead creates rejected; %s refused by Salesforce%s", mapping.label, window,
-             counts["leads_created"], plan.counts["contacts_linked"], plan.counts["leads_linked"],
-             len(plan.lead_updates), len(plan.contact_updates), len(plan.rejects), counts["load_failed"],
+    log.info("SUMMARY load people %s %s: leads created %s (%s more created by an audience ordered before this one), "
+             "%s contacts and %s leads matched, %s Lead and %s Contact updates, %s Lead creates rejected; %s refused "
+             "by Salesforce%s", mapping.label, window, counts["leads_created"],
+             plan.counts["leads_created_by_another_audience"], plan.counts["contacts_linked"],
+             plan.counts["leads_linked"], len(plan.lead_updates), len(plan.contact_updates), len(plan.rejects), counts["load_failed"],
              " (DRY RUN: nothing written)" if dry else "")
     return counts
 
@@ -110,6 +112,7 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
     valid = stage.read("valid")
     links = stage.read("links")
     links.index = valid.index
+    _unlink_leads_refused_elsewhere(stage, mapping, links)
     links, late_updates = _link_leads_made_elsewhere(reader, mapping, valid, links, _sf_types(stage))
     outcomes: dict[str, writes.Outcome] = {
         "Lead (update)": writes.write(sf, "Lead", late_updates, external_id=None, stage=stage, dry_run=dry)}
@@ -162,6 +165,55 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
              outcomes[SUBSCRIBER].created, unchanged, counts["contacts_linked"], counts["leads_linked"],
              mine["load_failed"], " (DRY RUN: nothing written)" if dry else "")
     return counts
+
+
+def _created_by_earlier_audiences(stage: Stage, mapping: AudienceMapping, emails: pd.Series) -> pd.Series:
+    """Of ``emails``, those whose new Lead an audience of this run ordered before this one (by id)
+    creates. One audience writes each new Lead — the same one whatever order the mapped tasks run
+    in, so its field values do not depend on which write lands last — and the others link to it.
+
+    Every audience's validated rows and lookups are staged before any load_people starts (the DAG
+    expands load_people over validate's results); what the earlier audience would create is
+    :func:`mcsf.leads.new_lead_emails` of its own rows, mapping and lookups.
+    """
+    from pathlib import Path
+
+    from mcsf.config import load_mapping
+
+    run = stage.run_shared().read_json("audiences", {})  # written by preflight: {audience id: mapping file}
+    found: list[pd.Series] = []
+    for other_id in sorted(i for i in run if i < mapping.audience_id):
+        other = load_mapping(Path(run[other_id]))
+        if not other.leads.create:
+            continue
+        staged = stage.sibling(other_id)
+        columns = ["_email_norm", SUBSCRIBER_KEY, "Status__c", "Last_Changed__c",
+                   *(f"Lead.{name}" for name in other.lead_fields().values())]
+        rows = staged.read("valid", columns)
+        rows = rows[isin(rows["_email_norm"], emails)] if len(rows) else rows
+        if rows.empty:
+            continue
+        people = rows[[c for c in rows.columns if c.startswith("Lead.")]]
+        found.append(new_lead_emails(rows, people, staged.read("sf_contacts"), staged.read("sf_leads"), other))
+    return pd.concat(found, ignore_index=True) if found else pd.Series([], dtype=object)
+
+
+def _unlink_leads_refused_elsewhere(stage: Stage, mapping: AudienceMapping, links: pd.DataFrame) -> None:
+    """Unlink (in place) subscribers whose new Lead another audience of the run was to create
+    (:func:`_created_by_earlier_audiences`) and Salesforce refused: that Lead does not exist, so
+    the subscriber loads unlinked, as with this audience's own refused creates."""
+    run = stage.run_shared().read_json("audiences", {})
+    emails: list[pd.Series] = []
+    for other_id in (i for i in run if i < mapping.audience_id):
+        staged = stage.sibling(other_id)
+        refused = staged.read("rejects_people", ["object", "key", "step"])
+        refused = refused[(refused["object"] == "Lead") & (refused["step"] == "load")] if len(refused) else refused
+        if len(refused):
+            rows = staged.read("valid", [SUBSCRIBER_KEY, "_email_norm"])
+            emails.append(rows.loc[isin(rows[SUBSCRIBER_KEY], refused["key"]), "_email_norm"])
+    if emails:
+        gone = links[LEAD_REF].notna() & isin(links[LEAD_REF].astype(object), pd.concat(emails, ignore_index=True))
+        links.loc[gone, LEAD_REF] = None
 
 
 def _sf_types(stage: Stage) -> dict[str, dict[str, str]]:

@@ -8,8 +8,10 @@ Rules (documented in the README, tested in tests/plugins/mcsf/test_leads.py):
 - **Creating.** Only when nothing matches, the audience allows it (``leads.create``) and the
   member is ``subscribed`` or ``pending`` (unsubscribed, cleaned and archived people are not
   prospects). One Lead per email whatever the batch holds: the create is an upsert on
-  ``Lead.MC_Email_Key__c`` (the matching form of the email), so a retry or a second audience
-  holding the same person updates that Lead instead of creating another.
+  ``Lead.MC_Email_Key__c`` (the matching form of the email), so a retry updates that Lead
+  instead of creating another. When several audiences of a run would create the same person's
+  Lead, the one with the smallest audience id writes it (its field values) and the others link
+  to it, whatever order their tasks run in.
   The new Lead's ``Email`` is that matching form too (trimmed, lower-case), so backfilled
   intervals give the same Lead whatever order they run in.
   Required fields come from mapped values, then ``leads.defaults``; a Lead still missing
@@ -33,6 +35,8 @@ import pandas as pd
 from mcsf.mapping import isin, loose_canonical_series, normalize_email
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from mcsf.config import AudienceMapping
 
 LEAD_KEY = "MC_Email_Key__c"
@@ -77,6 +81,7 @@ def plan_people(
     leads: pd.DataFrame,
     mapping: AudienceMapping,
     sf_types: dict[str, dict[str, str]],
+    created_elsewhere: Collection[str] = (),
 ) -> LeadPlan:
     """Decide links, creates and updates for one audience's changed subscribers.
 
@@ -87,23 +92,22 @@ def plan_people(
         the mapped Contact fields
     :param leads: existing Leads, likewise (plus ``MC_Email_Key__c``)
     :param sf_types: ``{"Lead": {field: type}, "Contact": {...}}`` for canonical comparison
+    :param created_elsewhere: emails (matching form) whose new Lead another audience of the run
+        creates (:func:`new_lead_emails` of theirs): linked to it, not created here too
     """
-    contact_match = best_match(contacts).set_index("_email_norm")
-    lead_match = best_match(leads).set_index("_email_norm")
+    contact_match, lead_match, contact_ids, lead_ids = _matches(subscribers["_email_norm"], contacts, leads)
     email = subscribers["_email_norm"]
     links = pd.DataFrame(index=subscribers.index, columns=["Lead__c", "Contact__c", LEAD_REF], dtype=object)
-    contact_ids = email.map(contact_match["Id"]) if not contact_match.empty else pd.Series(None, index=email.index)
-    lead_ids = email.map(lead_match["Id"]) if not lead_match.empty else pd.Series(None, index=email.index)
     has_contact = contact_ids.notna()
     has_lead = lead_ids.notna() & ~has_contact
     links.loc[has_contact, "Contact__c"] = contact_ids[has_contact]
     links.loc[has_lead, "Lead__c"] = lead_ids[has_lead]
 
-    wants_lead = ~has_contact & ~has_lead & subscribers["Status__c"].isin(CREATABLE_STATUSES) & (email != "")
-    if not mapping.leads.create:
-        wants_lead &= False
-    creates, rejects = _lead_creates(subscribers[wants_lead], people.loc[wants_lead[wants_lead].index], mapping)
+    creates, rejects, wants_lead = _creates(subscribers, people, has_contact | has_lead, mapping)
     created_ok = wants_lead & ~subscribers.index.isin(rejects.index)
+    planned = len(creates)
+    if len(created_elsewhere) and planned:  # linked all the same, by the Lead's external id
+        creates = creates[~isin(creates[LEAD_KEY], created_elsewhere)].reset_index(drop=True)
     links.loc[created_ok, LEAD_REF] = email[created_ok]
 
     contact_updates = field_updates(subscribers[has_contact], people[has_contact], contact_ids[has_contact],
@@ -114,11 +118,42 @@ def plan_people(
         "contacts_linked": int(has_contact.sum()),
         "leads_linked": int(has_lead.sum()),
         "leads_to_create": len(creates),
+        "leads_created_by_another_audience": planned - len(creates),
         "lead_creates_rejected": len(rejects),
         "contacts_to_update": len(contact_updates),
         "leads_to_update": len(lead_updates),
     }
     return LeadPlan(links, creates, lead_updates, contact_updates, rejects, counts)
+
+
+def new_lead_emails(subscribers: pd.DataFrame, people: pd.DataFrame, contacts: pd.DataFrame, leads: pd.DataFrame,
+                    mapping: AudienceMapping) -> pd.Series:
+    """The emails :func:`plan_people` would create Leads for (its matching half, without the
+    updates), e.g. another audience's, to leave those Leads to it."""
+    _, _, contact_ids, lead_ids = _matches(subscribers["_email_norm"], contacts, leads)
+    creates, _, _ = _creates(subscribers, people, contact_ids.notna() | lead_ids.notna(), mapping)
+    return creates[LEAD_KEY] if len(creates) else pd.Series([], dtype=object)
+
+
+def _matches(email: pd.Series, contacts: pd.DataFrame, leads: pd.DataFrame
+             ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    """The best Contact and Lead per email, and each subscriber's matched Contact and Lead ids."""
+    contact_match = best_match(contacts).set_index("_email_norm")
+    lead_match = best_match(leads).set_index("_email_norm")
+    contact_ids = email.map(contact_match["Id"]) if not contact_match.empty else pd.Series(None, index=email.index)
+    lead_ids = email.map(lead_match["Id"]) if not lead_match.empty else pd.Series(None, index=email.index)
+    return contact_match, lead_match, contact_ids, lead_ids
+
+
+def _creates(subscribers: pd.DataFrame, people: pd.DataFrame, matched: pd.Series, mapping: AudienceMapping
+             ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """New Leads for the unmatched subscribers who may become one, their rejects, and who wanted one."""
+    email = subscribers["_email_norm"]
+    wants_lead = ~matched & subscribers["Status__c"].isin(CREATABLE_STATUSES) & (email != "")
+    if not mapping.leads.create:
+        wants_lead &= False
+    creates, rejects = _lead_creates(subscribers[wants_lead], people.loc[wants_lead[wants_lead].index], mapping)
+    return creates, rejects, wants_lead
 
 
 def _lead_creates(subs: pd.DataFrame, people: pd.DataFrame,

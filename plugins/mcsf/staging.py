@@ -78,6 +78,10 @@ class Stage:
         """:meth:`shared` of this audience's run."""
         return Stage(str(self.path.parent / "_run"))
 
+    def sibling(self, audience_id: str) -> Stage:
+        """The stage of another audience of this run."""
+        return Stage(str(self.path.parent / audience_id))
+
     def clear(self) -> None:
         """Remove everything staged here (a run's shared stage, when the run starts)."""
         if self.path.exists():

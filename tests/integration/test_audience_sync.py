@@ -299,3 +299,32 @@ def test_changed_audiences_get_fresh_stats_and_one_gone_from_mailchimp_is_named(
             env.run(start, end, audiences=[gone])
     finally:
         (env.mappings / f"a_{gone}.yaml").unlink()
+
+
+def test_a_new_person_in_two_audiences_gets_one_lead_written_once_by_the_same_audience(env, loaded):
+    """Both audiences would create the Lead; the one with the smaller id writes it, whichever
+    audience's load_people runs first (mapped tasks run side by side in Airflow), and the other
+    links its subscriber to it: one write, and field values that do not depend on task order."""
+    from mcsf import audience
+
+    first, second = sorted(env.lists)
+    email = "twice.new@example.org"
+    start, end = hour(90)
+    at = (start + timedelta(minutes=5)).isoformat()
+    for list_id, name in ((first, "FromFirst"), (second, "FromSecond")):
+        change_members(env, list_id, [{"email_address": email, "status": "subscribed", "last_changed": at,
+                                       "merge_fields": {"FNAME": name, "LNAME": "Twice"}}])
+    with env.active():
+        ready = audience.preflight(start, end)
+        for step in (audience.extract, audience.map_, audience.validate):
+            ready = [step(a) for a in ready]
+        ready = [audience.load_people(a) for a in reversed(ready)]  # the later audience first
+        by_id = {a["audience_id"]: a["people"] for a in ready}
+        ready = [audience.load_subscribers(a) for a in ready]
+        sf = env.salesforce()
+        leads = sf.query_frame(f"SELECT Id, FirstName FROM Lead WHERE MC_Email_Key__c = '{email}'")
+        links = sf.query_frame(f"SELECT Lead__c FROM MC_Subscriber__c WHERE Email__c = '{email}'")
+    assert leads["FirstName"].tolist() == ["FromFirst"]
+    assert links["Lead__c"].tolist() == [leads["Id"][0]] * 2
+    assert (by_id[first]["leads_created"], by_id[second]["leads_created"]) == (1, 0)
+    assert by_id[second]["leads_created_by_another_audience"] == 1

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mcsf.config import AudienceMapping
-from mcsf.leads import LEAD_REF, best_match, opt_out_updates, plan_people
+from mcsf.leads import LEAD_REF, best_match, new_lead_emails, opt_out_updates, plan_people
 
 TYPES = {"Lead": {"FirstName": "string", "LastName": "string", "Phone": "phone"},
          "Contact": {"FirstName": "string", "LastName": "string", "Phone": "phone"}}
@@ -148,3 +148,14 @@ def test_opt_out_is_not_sent_twice():
     links = pd.DataFrame({"Lead__c": [None], "Contact__c": ["003C"]}, index=s.index)
     updates = opt_out_updates(s, links, contact, NONE, NO_OTHERS, mapping(opt_out_policy="any_audience"))
     assert updates["Contact"].empty
+
+
+def test_a_lead_another_audience_creates_is_linked_not_created_again():
+    s, p = subs(("both@x.io", "subscribed", ADA), ("mine@x.io", "subscribed", ADA),
+                ("nolast@x.io", "subscribed", {"LastName": None}), ("gone@x.io", "unsubscribed", ADA))
+    assert sorted(new_lead_emails(s, p, NONE, NONE, mapping())) == ["both@x.io", "mine@x.io"]
+    plan = plan_people(s, p, NONE, NONE, mapping(), TYPES, created_elsewhere=pd.Series(["both@x.io", "x@y.z"]))
+    assert plan.lead_creates["MC_Email_Key__c"].tolist() == ["mine@x.io"]
+    assert plan.links[LEAD_REF].tolist()[:2] == ["both@x.io", "mine@x.io"]  # linked either way
+    assert plan.counts["leads_created_by_another_audience"] == 1
+    assert new_lead_emails(s, p, NONE, NONE, mapping(leads={"create": False})).empty
