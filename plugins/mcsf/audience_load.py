@@ -94,7 +94,8 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
              "%s contacts and %s leads matched, %s Lead and %s Contact updates, %s Lead creates rejected; %s refused "
              "by Salesforce%s", mapping.label, window, counts["leads_created"],
              plan.counts["leads_created_by_another_audience"], plan.counts["contacts_linked"],
-             plan.counts["leads_linked"], len(plan.lead_updates), len(plan.contact_updates), len(plan.rejects), counts["load_failed"],
+             plan.counts["leads_linked"], len(plan.lead_updates), len(plan.contact_updates), len(plan.rejects),
+             counts["load_failed"],
              " (DRY RUN: nothing written)" if dry else "")
     return counts
 

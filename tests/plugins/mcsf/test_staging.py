@@ -1,4 +1,5 @@
-"""Staging: column reads, the run's shared stage, JSON that is absent or replaced whole, what one audience reads of another's."""
+"""Staging: column reads, the run's shared stage, JSON that is absent or replaced whole, and what one
+audience of a run reads of another's."""
 
 from __future__ import annotations
 
