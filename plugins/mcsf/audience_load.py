@@ -113,7 +113,6 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
     valid = stage.read("valid")
     links = stage.read("links")
     links.index = valid.index
-    _unlink_leads_refused_elsewhere(stage, mapping, links)
     links, late_updates = _link_leads_made_elsewhere(reader, mapping, valid, links, _sf_types(stage))
     outcomes: dict[str, writes.Outcome] = {
         "Lead (update)": writes.write(sf, "Lead", late_updates, external_id=None, stage=stage, dry_run=dry)}
@@ -170,8 +169,10 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
 
 def _created_by_earlier_audiences(stage: Stage, mapping: AudienceMapping, emails: pd.Series) -> pd.Series:
     """Of ``emails``, those whose new Lead an audience of this run ordered before this one (by id)
-    creates. One audience writes each new Lead — the same one whatever order the mapped tasks run
-    in, so its field values do not depend on which write lands last — and the others link to it.
+    creates. One audience creates each new Lead — the same one whatever order the mapped tasks
+    run in — and the others link to it in phase 2, updating it by their fields' policies (the end
+    state of a first load is then the one later runs keep; a Lead that audience failed to create
+    is not found there, and the subscriber loads unlinked).
 
     Every audience's validated rows and lookups are staged before any load_people starts (the DAG
     expands load_people over validate's results); what the earlier audience would create is
@@ -197,24 +198,6 @@ def _created_by_earlier_audiences(stage: Stage, mapping: AudienceMapping, emails
         people = rows[[c for c in rows.columns if c.startswith("Lead.")]]
         found.append(new_lead_emails(rows, people, staged.read("sf_contacts"), staged.read("sf_leads"), other))
     return pd.concat(found, ignore_index=True) if found else pd.Series([], dtype=object)
-
-
-def _unlink_leads_refused_elsewhere(stage: Stage, mapping: AudienceMapping, links: pd.DataFrame) -> None:
-    """Unlink (in place) subscribers whose new Lead another audience of the run was to create
-    (:func:`_created_by_earlier_audiences`) and Salesforce refused: that Lead does not exist, so
-    the subscriber loads unlinked, as with this audience's own refused creates."""
-    run = stage.run_shared().read_json("audiences", {})
-    emails: list[pd.Series] = []
-    for other_id in (i for i in run if i < mapping.audience_id):
-        staged = stage.sibling(other_id)
-        refused = staged.read("rejects_people", ["object", "key", "step"])
-        refused = refused[(refused["object"] == "Lead") & (refused["step"] == "load")] if len(refused) else refused
-        if len(refused):
-            rows = staged.read("valid", [SUBSCRIBER_KEY, "_email_norm"])
-            emails.append(rows.loc[isin(rows[SUBSCRIBER_KEY], refused["key"]), "_email_norm"])
-    if emails:
-        gone = links[LEAD_REF].notna() & isin(links[LEAD_REF].astype(object), pd.concat(emails, ignore_index=True))
-        links.loc[gone, LEAD_REF] = None
 
 
 def _sf_types(stage: Stage) -> dict[str, dict[str, str]]:

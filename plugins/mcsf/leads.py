@@ -10,8 +10,8 @@ Rules (documented in the README, tested in tests/plugins/mcsf/test_leads.py):
   prospects). One Lead per email whatever the batch holds: the create is an upsert on
   ``Lead.MC_Email_Key__c`` (the matching form of the email), so a retry updates that Lead
   instead of creating another. When several audiences of a run would create the same person's
-  Lead, the one with the smallest audience id writes it (its field values) and the others link
-  to it, whatever order their tasks run in.
+  Lead, the one with the smallest audience id creates it, whatever order their tasks run in;
+  the others link to it afterwards and update it by their fields' policies, as a matched Lead.
   The new Lead's ``Email`` is that matching form too (trimmed, lower-case), so backfilled
   intervals give the same Lead whatever order they run in.
   Required fields come from mapped values, then ``leads.defaults``; a Lead still missing
@@ -93,7 +93,8 @@ def plan_people(
     :param leads: existing Leads, likewise (plus ``MC_Email_Key__c``)
     :param sf_types: ``{"Lead": {field: type}, "Contact": {...}}`` for canonical comparison
     :param created_elsewhere: emails (matching form) whose new Lead another audience of the run
-        creates (:func:`new_lead_emails` of theirs): linked to it, not created here too
+        creates (:func:`new_lead_emails` of theirs): not created here too, and left unlinked for
+        phase 2 of the load to link
     """
     contact_match, lead_match, contact_ids, lead_ids = _matches(subscribers["_email_norm"], contacts, leads)
     email = subscribers["_email_norm"]
@@ -106,8 +107,11 @@ def plan_people(
     creates, rejects, wants_lead = _creates(subscribers, people, has_contact | has_lead, mapping)
     created_ok = wants_lead & ~subscribers.index.isin(rejects.index)
     planned = len(creates)
-    if len(created_elsewhere) and planned:  # linked all the same, by the Lead's external id
+    if len(created_elsewhere) and planned:
         creates = creates[~isin(creates[LEAD_KEY], created_elsewhere)].reset_index(drop=True)
+        # left unlinked here: phase 2 links them to that Lead and applies this audience's values
+        # to it by the fields' policies, as for any matched Lead (audience_load._link_leads_made_elsewhere)
+        created_ok &= ~isin(email, created_elsewhere)
     links.loc[created_ok, LEAD_REF] = email[created_ok]
 
     contact_updates = field_updates(subscribers[has_contact], people[has_contact], contact_ids[has_contact],

@@ -302,9 +302,10 @@ def test_changed_audiences_get_fresh_stats_and_one_gone_from_mailchimp_is_named(
 
 
 def test_a_new_person_in_two_audiences_gets_one_lead_written_once_by_the_same_audience(env, loaded):
-    """Both audiences would create the Lead; the one with the smaller id writes it, whichever
+    """Both audiences would create the Lead; the one with the smaller id creates it, whichever
     audience's load_people runs first (mapped tasks run side by side in Airflow), and the other
-    links its subscriber to it: one write, and field values that do not depend on task order."""
+    links its subscriber to it afterwards, filling only what its policies allow (FirstName is
+    ``if_blank``): one create, and field values that do not depend on task order."""
     from mcsf import audience
 
     first, second = sorted(env.lists)
