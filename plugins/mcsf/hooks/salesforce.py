@@ -124,24 +124,6 @@ def next_job_rate(used: float, observed: float, done_at_first_poll: bool) -> flo
     return max(used, observed) * 1.1 if done_at_first_poll else observed
 
 
-def next_poll_delay(delay: float, most: float, rows: int, processed: int, elapsed: float) -> float:
-    """Seconds until the next status poll of a Bulk job that was not complete.
-
-    :param delay: the wait before the poll that found it running
-    :param most: the longest wait without progress to go by
-    :param rows: the job's rows (0: unknown)
-    :param processed: ``numberRecordsProcessed`` at that poll (Salesforce counts a job's rows as
-        its chunks finish)
-    :param elapsed: seconds since the upload completed
-    :return: with progress to go by, the time the rest takes at the speed so far (plus 5 %, at
-        least 0.5 s, at most a minute), so a job that outlived its first poll usually takes one
-        more; without, 1.5 times the last wait, at most ``most``
-    """
-    if rows and 0 < processed < rows and elapsed > 0:
-        return min(max(0.5, (rows - processed) * elapsed / processed * 1.05), 60.0)
-    return min(delay * 1.5, most)
-
-
 class McsfSalesforceHook(SalesforceHook):
     """The provider's Salesforce hook plus client-credentials login, retries, counting and writes.
 
@@ -377,7 +359,6 @@ class McsfSalesforceHook(SalesforceHook):
             :func:`next_job_rate`; at first :data:`BULK_ROWS_PER_SECOND` or
             :data:`BULK_QUERY_ROWS_PER_SECOND`), then every 5 s or a quarter of that: a million rows
             take a few polls, not dozens (each is a request against the org's daily API limit).
-            A job found part-way is next polled when its own progress says it will be done.
         """
         started = time.monotonic()
         deadline = started + self.job_timeout_seconds
@@ -405,8 +386,7 @@ class McsfSalesforceHook(SalesforceHook):
                 raise SalesforceBulkJobError(
                     f"Bulk 2.0 {kind} job {job_id} still {state} after {self.job_timeout_seconds:.0f} s"
                 )
-            delay = next_poll_delay(delay, most, rows, int(info.get("numberRecordsProcessed") or 0),
-                                    time.monotonic() - started)
+            delay = min(delay * 1.5, most)
 
     def _abort_job(self, kind: str, job_id: str) -> None:
         try:

@@ -413,15 +413,3 @@ def test_the_first_status_poll_follows_the_speed_the_org_showed() -> None:
         done_first = first_poll_at >= 250_000 / true_speed
         rate = next_job_rate(rate, true_speed if not done_first else 250_000 / first_poll_at, done_first)
     assert 0.8 * true_speed <= rate <= 1.25 * true_speed
-
-
-def test_a_job_found_part_way_is_polled_again_when_its_progress_says_it_is_done() -> None:
-    from mcsf.hooks.salesforce import next_poll_delay
-
-    # 250,000 of 1,000,000 rows in 10 s: the other 750,000 take 30 s more (+5 %)
-    assert next_poll_delay(10.0, 5.0, 1_000_000, 250_000, 10.0) == pytest.approx(31.5)
-    assert next_poll_delay(60.0, 15.0, 10_000_000, 10_000, 30.0) == 60.0  # at most a minute
-    assert next_poll_delay(2.0, 5.0, 100_000, 99_999, 10.0) == 0.5  # at least half a second
-    # no progress to go by (queued, an unknown size, or a query job): back off as before
-    assert next_poll_delay(2.0, 5.0, 1_000_000, 0, 10.0) == 3.0
-    assert next_poll_delay(4.0, 5.0, 0, 5_000, 10.0) == 5.0
