@@ -22,7 +22,7 @@ import orjson
 from sandbox.mailchimp.timeutil import Clock
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 DB_NAME = "mailchimp.sqlite3"
@@ -111,8 +111,8 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self.generation = 0  # bumped by every committed write; keys the count cache
-        self._counts: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] = {}
-        self._columns: dict[tuple[str, tuple[Any, ...]], tuple[int, list[Any]]] = {}
+        self._counts: dict[tuple[str, tuple[Any, ...]], tuple[int, Any]] = {}
+        self._columns: dict[tuple[str, tuple[Any, ...]], tuple[int, Any]] = {}
         conn = self.conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(TABLES + INDEXES)
@@ -155,15 +155,7 @@ class Store:
         Paging through an audience asks for the same ``total_items`` on every page; on a list of
         300,000 members that count costs more than the page itself.
         """
-        key, generation = (sql, tuple(args)), self.generation
-        hit = self._counts.get(key)
-        if hit is not None and hit[0] == generation:
-            return hit[1]
-        value = self.conn().execute(sql, args).fetchone()[0]
-        if len(self._counts) > 1000:
-            self._counts.clear()
-        self._counts[key] = (generation, value)
-        return value
+        return self._remembered(self._counts, 1000, sql, args, lambda rows: rows.fetchone()[0])
 
     def column(self, sql: str, args: tuple[Any, ...] | list[Any]) -> list[Any]:
         """The first column of every row of ``sql``, remembered until the next write.
@@ -172,15 +164,20 @@ class Store:
         whole ordered column once, then every page is a slice (not a scan past ``offset`` rows).
         A few are kept (each may hold a campaign's recipients).
         """
+        return self._remembered(self._columns, 8, sql, args, lambda rows: [row[0] for row in rows])
+
+    def _remembered(self, cache: dict[tuple[str, tuple[Any, ...]], tuple[int, Any]], most: int, sql: str,
+                    args: tuple[Any, ...] | list[Any], read: Callable[[sqlite3.Cursor], Any]) -> Any:
+        """``read`` of ``sql``'s cursor, kept in ``cache`` (at most ``most`` entries) until the next write."""
         key, generation = (sql, tuple(args)), self.generation
-        hit = self._columns.get(key)
+        hit = cache.get(key)
         if hit is not None and hit[0] == generation:
             return hit[1]
-        values = [row[0] for row in self.conn().execute(sql, args)]
-        if len(self._columns) >= 8:
-            self._columns = {}
-        self._columns[key] = (generation, values)
-        return values
+        value = read(self.conn().execute(sql, args))
+        if len(cache) >= most:
+            cache.clear()
+        cache[key] = (generation, value)
+        return value
 
     def meta(self, key: str, default: Any = None) -> Any:
         row = self.conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
