@@ -39,16 +39,16 @@ def sf_writes(counts: dict) -> int:
 def test_token_expiring_mid_load_is_renewed_once(world, twin, monkeypatch, capfd):
     """The token of the hook that writes is expired (server side) just before its first write."""
     expired: list[str] = []
-    hooks: set[int] = set()
     logins = Counter()
     request, login = McsfSalesforceHook._request, McsfSalesforceHook._client_credentials_login
+    alive: list[McsfSalesforceHook] = []  # keeps every hook alive: a freed hook's id() is reused by the next one
 
     def counting_login(self, *args, **kwargs):
+        alive.append(self)
         logins[id(self)] += 1
         return login(self, *args, **kwargs)
 
     def expiring_request(self, method, url, **kwargs):
-        hooks.add(id(self))
         if not expired and method == "PATCH" and "composite/sobjects" in url:
             token = self.conn.session_id
             world.sf_private("POST", "/oauth/ttl", {"seconds": 0, "token": token})
