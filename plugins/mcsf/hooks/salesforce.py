@@ -111,17 +111,27 @@ LEARN_FROM_ROWS = 10_000  # smaller jobs are mostly fixed costs: they say little
 
 
 def next_job_rate(used: float, observed: float, done_at_first_poll: bool) -> float:
-    """The speed to time the next Bulk job's first status poll by (rows per second; ingest and
-    query jobs are learnt apart).
+    """The speed to time the next Bulk job's polls by (rows per second; ingest and query jobs are
+    learnt apart), from a job that completed without two polls that saw it progress.
 
-    :param used: the speed this job's first poll was timed by
-    :param observed: rows / seconds from upload to the poll that found the job complete (a lower
-        bound of the true speed: the job ended somewhere before that poll)
-    :param done_at_first_poll: whether the first poll found it complete. Then the job may have
-        waited for the poll, so the next one is polled a little earlier (10 % faster); otherwise
-        the observed speed is taken. One or two polls a job, however fast or slow the org.
+    :param used: the speed this job's last wait was timed by
+    :param observed: rows / seconds from the reference point (the upload, or the last poll that saw
+        the job running) to the poll that found the job complete (a lower bound of the true speed:
+        the job ended somewhere before that poll)
+    :param done_at_first_poll: whether the first poll after the reference point found it complete.
+        Then the job may have waited for the poll, so the next one is polled a little earlier (10 %
+        faster); otherwise the observed speed is taken. One or two polls a job, however fast or slow
+        the org.
     """
     return max(used, observed) * 1.1 if done_at_first_poll else observed
+
+
+def progress_wait(rows: int, processed: int, rate: float) -> float:
+    """Seconds until a big ingest job that has ``processed`` of its ``rows`` can be complete, at
+    ``rate`` rows per second, with 10 % to spare: a poll that comes a little late costs a
+    second, one that comes early costs a request and another wait. A queued job (0 processed) cannot
+    be done before its own rows are processed, however soon it starts."""
+    return max(0.5, min((rows - processed) / rate * 1.1, 300.0))
 
 
 class McsfSalesforceHook(SalesforceHook):
@@ -355,38 +365,54 @@ class McsfSalesforceHook(SalesforceHook):
         """Poll a Bulk 2.0 job until it completes: 0.5 s first, then 1.5 times longer, at most 5 s.
 
         :param rows: rows uploaded to an ingest job, or expected from a query job. A big job is first
-            polled when it could be done (at the speed this hook's earlier jobs of the kind showed,
-            :func:`next_job_rate`; at first :data:`BULK_ROWS_PER_SECOND` or
-            :data:`BULK_QUERY_ROWS_PER_SECOND`), then every 5 s or a quarter of that: a million rows
-            take a few polls, not dozens (each is a request against the org's daily API limit).
+            polled when it could be done, at the speed this hook's earlier jobs of the kind showed
+            (at first :data:`BULK_ROWS_PER_SECOND` or :data:`BULK_QUERY_ROWS_PER_SECOND`). A big
+            ingest job is then polled when its rows still to do could be done (:func:`progress_wait`;
+            ``numberRecordsProcessed`` says how many are done, also while the job waits behind
+            another), and two polls that saw it progress measure the org's speed; other jobs every
+            5 s or a quarter of the first wait. A million rows take a few polls, not dozens (each is
+            a request against the org's daily API limit).
         """
         started = time.monotonic()
         deadline = started + self.job_timeout_seconds
         rate = self._job_rates[kind]
+        by_progress = kind == "ingest" and rows >= LEARN_FROM_ROWS
         delay = max(0.5, min(rows / rate, 60.0))
         most = max(5.0, delay / 4)
-        polls = 0
+        since, done_before, polls = started, 0, 0  # the reference point: upload, then a running poll
+        measured = False
         while True:
             time.sleep(delay)
             polls += 1
             info = self._request("GET", f"jobs/{kind}/{job_id}").json()
-            state = info.get("state")
+            now, state = time.monotonic(), info.get("state")
+            processed = int(info.get("numberRecordsProcessed") or 0)
             if state == "JobComplete":
-                done = int(info.get("numberRecordsProcessed") or 0) if kind == "query" else rows
-                if done >= LEARN_FROM_ROWS:
-                    self._job_rates[kind] = next_job_rate(rate, done / (time.monotonic() - started),
+                done = processed if kind == "query" else rows
+                if done >= LEARN_FROM_ROWS and not measured and (polls == 1 or since > started):
+                    # Learn from the upload only when the first poll found it done: a job queued
+                    # behind another would otherwise make the org look slower than it is.
+                    self._job_rates[kind] = next_job_rate(rate, (done - done_before) / (now - since),
                                                           polls == 1 and rows > 0)
                 return info
             if state in ("Failed", "Aborted"):
                 raise SalesforceBulkJobError(
                     f"Bulk 2.0 {kind} job {job_id} ended {state}: {info.get('errorMessage') or 'no message'}"
                 )
-            if time.monotonic() > deadline:
+            if now > deadline:
                 self._abort_job(kind, job_id)
                 raise SalesforceBulkJobError(
                     f"Bulk 2.0 {kind} job {job_id} still {state} after {self.job_timeout_seconds:.0f} s"
                 )
-            delay = min(delay * 1.5, most)
+            if not by_progress:
+                delay = min(delay * 1.5, most)
+                continue
+            if state == "InProgress" and processed > 0:
+                if since > started and processed > done_before:
+                    rate = self._job_rates[kind] = (processed - done_before) / (now - since)
+                    measured = True
+                since, done_before, polls = now, processed, 0
+            delay = progress_wait(rows, processed, rate)
 
     def _abort_job(self, kind: str, job_id: str) -> None:
         try:

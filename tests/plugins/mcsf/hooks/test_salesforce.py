@@ -413,3 +413,65 @@ def test_the_first_status_poll_follows_the_speed_the_org_showed() -> None:
         done_first = first_poll_at >= 250_000 / true_speed
         rate = next_job_rate(rate, true_speed if not done_first else 250_000 / first_poll_at, done_first)
     assert 0.8 * true_speed <= rate <= 1.25 * true_speed
+
+
+class _SerialOrg:
+    """A fake clock and an org that runs ingest jobs one at a time at ``speed`` rows/s, reporting
+    ``numberRecordsProcessed`` in steps of 10,000 rows as Salesforce does."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed, self.now, self.polls = speed, 0.0, 0
+        self.busy_until = 0.0  # when the org's queue runs empty
+        self.jobs: dict[str, tuple[float, int]] = {}  # id -> (processing starts, rows)
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def submit(self, job_id: str, rows: int, queued_rows: int) -> None:
+        """``queued_rows``: rows of another job still ahead of this one."""
+        starts = max(self.now, self.busy_until) + queued_rows / self.speed
+        self.busy_until = starts + rows / self.speed
+        self.jobs[job_id] = (starts, rows)
+
+    def done_at(self, job_id: str) -> float:
+        starts, rows = self.jobs[job_id]
+        return starts + rows / self.speed
+
+    def request(self, method: str, url: str, **_: Any) -> Any:
+        self.polls += 1
+        starts, rows = self.jobs[url.rsplit("/", 1)[1]]
+        if self.now < starts:
+            info = {"state": "UploadComplete", "numberRecordsProcessed": 0}
+        elif self.now >= starts + rows / self.speed:
+            info = {"state": "JobComplete", "numberRecordsProcessed": rows}
+        else:
+            processed = int((self.now - starts) * self.speed) // 10_000 * 10_000
+            info = {"state": "InProgress", "numberRecordsProcessed": processed}
+        return type("Response", (), {"json": lambda _self: info})()
+
+
+@pytest.mark.parametrize("speed", [2_000.0, 7_500.0, 60_000.0])
+def test_big_jobs_queued_behind_others_are_polled_by_their_progress(speed, monkeypatch) -> None:
+    """The nightly's load: each 250,000-row job waits behind 0 to 250,000 rows of the org's other
+    work. Polls go by the job's progress, not by the time since its upload, so its wait in the queue
+    neither costs a poll every few seconds nor makes the org look slower than it is (polling it late)."""
+    import mcsf.hooks.salesforce as module
+
+    org = _SerialOrg(speed)
+    monkeypatch.setattr(module, "time", org)
+    hook = McsfSalesforceHook.__new__(McsfSalesforceHook)
+    hook._job_rates = {"ingest": float(module.BULK_ROWS_PER_SECOND), "query": 1.0}
+    hook.job_timeout_seconds = 10**9
+    monkeypatch.setattr(hook, "_request", org.request, raising=False)
+    duration, late = 250_000 / speed, []
+    for n in range(21):
+        org.submit(f"750{n}", 250_000, queued_rows=(n * 97_001) % 250_000)
+        hook._wait_for_job("ingest", f"750{n}", rows=250_000)
+        late.append(org.now - org.done_at(f"750{n}"))
+    assert org.polls <= 3 * 21, org.polls
+    assert 0.85 * speed <= hook._job_rates["ingest"] <= 1.3 * speed
+    if duration > 30:  # found complete soon after it was, once the org's speed is known
+        assert max(late[3:]) <= 0.2 * duration + 0.5, late
