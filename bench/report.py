@@ -58,6 +58,8 @@ def record(scenario: str, contender: str, result: dict[str, Any], counts: dict[s
                            # peak; a peer's child (Airbyte's connector) lives next to its parent: summed
                            "peak_rss_mb": result["peak_rss_mb"]["per_task" if result.get("steps") else "total"],
                            "peak_rss_detail_mb": result["peak_rss_mb"], **common}
+    if result.get("steps"):  # summed over the audiences' tasks: above wall_s when tasks ran side by side
+        out["task_s"] = round(sum(result["steps"].values()), 2)
     for key in ("steps", "peak_rss_mb_by_step", "outcome", "full", "records", "errors", "returncode", "capped_at",
                 "matched"):
         if key in result:
@@ -134,7 +136,8 @@ def markdown(records: list[dict[str, Any]], checked: list[dict[str, Any]], commo
                    f"| {req.get('salesforce', {}).get('total', '')} | {bound} | {r.get('ratio_to_lower_bound', '')} "
                    f"| {r['peak_rss_mb']:,.0f} |")
     out += ["", "| target | value | |", "|---|--:|---|"]
-    out += [f"| {t['target']} | {t['value']} | {'pass' if t['pass'] else '**fail**'} |" for t in checked]
+    verdict = {None: "—", True: "pass", False: "**fail**"}
+    out += [f"| {t['target']} | {t['value']} | {verdict[t['pass']]} |" for t in checked]
     return "\n".join(out) + "\n"
 
 
@@ -151,9 +154,12 @@ def targets(records: list[dict[str, Any]], parse: dict[str, Any], audiences: int
         if r and "ratio_to_lower_bound" in r:
             ratio = r["ratio_to_lower_bound"]
             add(f"scenario {s}: requests / lower bound <= 1.1", ratio, ratio <= 1.1)
-    for s, limit in (("1", 300), ("2", 30), ("4", 600)):
+    for s, limit in (("1", 300), ("4", 600)):
         if r := get.get((s, "mcsf")):
             add(f"scenario {s}: wall <= {limit} s", r["wall_s"], r["wall_s"] <= limit)
+    if r := get.get(("2", "mcsf")):  # the brief: "at most 30 s of task time"
+        spent = r.get("task_s", r["wall_s"])
+        add("scenario 2: task time (all tasks summed) <= 30 s", spent, spent <= 30)
     if r := get.get(("3", "mcsf")):
         per = round(r["requests_total"] / audiences, 2)
         add("scenario 3: <= 3 requests per audience", per, per <= 3)
@@ -164,6 +170,9 @@ def targets(records: list[dict[str, Any]], parse: dict[str, Any], audiences: int
         add("scenario 6: >= 150,000 rows/s", r["rows_per_s"], r["rows_per_s"] >= 150_000)
     rss = max((r["peak_rss_mb"] for r in records if r["contender"] == "mcsf"), default=0)
     add("peak RSS <= 2 GB (mcsf, every scenario)", rss, rss <= 2048)
+    at_once = max((r["peak_rss_detail_mb"].get("at_once", 0) for r in records if r["contender"] == "mcsf"), default=0)
+    if at_once:
+        add("(for sizing a worker) peak RSS of all mcsf tasks running at once", at_once, None)
     for s in ("1", "2", "3", "4"):
         mine, peer = get.get((s, "mcsf")), get.get((s, "a"))
         if mine and peer:

@@ -2,7 +2,9 @@
 
 Each runner takes the worker's spec and returns ``rows`` plus whatever explains the figure
 (time per step, counts from the run's reports). mcsf runs through ``devtools.runner.run_sync``,
-the DAG's steps in DAG order in this process; each step's time is summed over audiences.
+the DAG's steps in DAG order, each task in a process of its own, the audiences' tasks after
+extract side by side as Airflow runs mapped tasks (or, with ``--mapped one-at-a-time``, one after
+another); each step's time is summed over audiences, so ``steps`` adds up to task time, not wall time.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ def timed(steps: dict[str, float], module: ModuleType, names: tuple[str, ...], p
     a process of its own, as each Airflow task does, so the peak RSS measured is a task's (with the
     :data:`PRELOAD` libraries in it, as a task would have them); ``rss`` gets each step's largest."""
     import importlib
+    import threading
 
     from devtools.runner import measured_in_fresh_process
+
+    lock = threading.Lock()  # mapped tasks may run side by side (devtools.runner.each)
 
     for name in PRELOAD:  # imports only: no client, session or connection exists before the fork
         importlib.import_module(name)
@@ -48,9 +53,11 @@ def timed(steps: dict[str, float], module: ModuleType, names: tuple[str, ...], p
             try:
                 value, peak = measured_in_fresh_process(fn, *args, **kwargs)
             finally:
-                steps[step] += time.perf_counter() - started
+                with lock:
+                    steps[step] += time.perf_counter() - started
             if rss is not None:
-                rss[step] = max(rss.get(step, 0.0), round(peak, 1))
+                with lock:
+                    rss[step] = max(rss.get(step, 0.0), round(peak, 1))
             return value
         return timed_call
 
@@ -87,7 +94,7 @@ def mcsf_sync(spec: dict[str, Any]) -> dict[str, Any]:
     steps: dict[str, float] = defaultdict(float)
     rss: dict[str, float] = {}
     with timed(steps, audience, AUDIENCE_STEPS, rss=rss):
-        reports = run_sync(*_window(spec))
+        reports = run_sync(*_window(spec), side_by_side=spec.get("side_by_side", False))
     merged = _merge(reports)
     return {"rows": merged["extracted"], "steps": {k: round(v, 2) for k, v in steps.items()}, "outcome": merged,
             "full": [r.get("full_reason") for r in reports], "peak_rss_mb_by_step": rss}
@@ -102,7 +109,7 @@ def mcsf_activity(spec: dict[str, Any]) -> dict[str, Any]:
     rss: dict[str, float] = {}
     with timed(steps, audience, ("preflight_activity", "report"), rss=rss), \
             timed(steps, activity_sync, ACTIVITY_STEPS, rss=rss):
-        reports = run_sync(*_window(spec), activity=True)
+        reports = run_sync(*_window(spec), activity=True, side_by_side=spec.get("side_by_side", False))
     merged = _merge(reports)
     return {"rows": merged["extracted"], "steps": {k: round(v, 2) for k, v in steps.items()}, "outcome": merged,
             "peak_rss_mb_by_step": rss}

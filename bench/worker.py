@@ -8,6 +8,7 @@ rows, time per step and peak RSS. Request counts are read from the sandbox by th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,35 @@ def peak_rss_mb() -> dict[str, float]:
             "per_task": round(max(own, children), 1)}
 
 
+class TreeRss:
+    """The largest resident set this process and all its children held at once (sampled every
+    0.2 s with psutil): what a worker box needs when mapped tasks run side by side."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="tree-rss", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(self.peak_mb, 1)
+
+
 def quiet_logs() -> None:
     """Only warnings and errors: a million rows of progress lines would cost time of their own."""
     logging.disable(logging.INFO)
@@ -41,14 +71,16 @@ def main(spec_path: str) -> int:
     from bench import runs
 
     runner = runs.RUNNERS[(spec["scenario"], spec["contender"])]
+    tree = TreeRss()
     started = time.perf_counter()
     cpu0 = time.process_time()
     outcome = runner(spec)
     wall = time.perf_counter() - started
+    at_once = tree.stop()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu0 + children.ru_utime + children.ru_stime  # children: e.g. the Airbyte connector
     result = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **outcome,
-              "peak_rss_mb": peak_rss_mb()}
+              "peak_rss_mb": {**peak_rss_mb(), "at_once": at_once}}
     Path(spec["out"]).write_text(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -20,8 +20,14 @@ if TYPE_CHECKING:
 
 def run_sync(start: datetime, end: datetime, *, activity: bool = False, audiences: list[str] | None = None,
              full_resync: bool = False, dry_run: bool = False,
-             campaigns: list[str] | None = None) -> list[dict[str, Any]]:
-    """Preflight, then extract -> map -> validate -> load -> report per audience; the reports."""
+             campaigns: list[str] | None = None, side_by_side: bool = False) -> list[dict[str, Any]]:
+    """Preflight, then extract -> map -> validate -> load -> report per audience; the reports.
+
+    :param side_by_side: run the audiences' map, validate and load tasks at the same time, as
+        Airflow runs a mapped task's instances (extracts stay one at a time, as the DAGs'
+        ``max_active_tis_per_dagrun=1`` says). Meant for steps that each run in a process of their
+        own (the benchmark's :func:`bench.runs.timed`), as Airflow's tasks do; otherwise one after another.
+    """
     from mcsf import activity_sync, audience
 
     if activity:
@@ -29,13 +35,24 @@ def run_sync(start: datetime, end: datetime, *, activity: bool = False, audience
         steps = (activity_sync.extract, activity_sync.map_, activity_sync.validate, activity_sync.load)
     else:
         ready = audience.preflight(start, end, audiences=audiences, full_resync=full_resync, dry_run=dry_run)
-        steps = (audience.extract, audience.map_, audience.validate, audience.load_people)
+        steps = (audience.extract, audience.map_, audience.validate, audience.load_people, audience.load_subscribers)
     # Like Airflow's expand over a mapped task: every audience finishes a step before the next starts.
-    for step in steps:
-        ready = [step(item) for item in ready]
-    if not activity:
-        ready = [audience.load_subscribers(item) for item in ready]
+    for n, step in enumerate(steps):
+        ready = each(step, ready, side_by_side=side_by_side and n > 0)
     return [audience.report(item) for item in ready]
+
+
+def each(step: Callable[[Any], Any], items: list[Any], *, side_by_side: bool) -> list[Any]:
+    """``[step(item) for item in items]``, the calls at the same time when ``side_by_side``; the
+    first error raised is raised once every call has ended (as a mapped task fails after its peers)."""
+    if not side_by_side or len(items) < 2:
+        return [step(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="mapped-task") as pool:
+        futures = [pool.submit(step, item) for item in items]
+        wait(futures)
+    return [f.result() for f in futures]
 
 
 def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
