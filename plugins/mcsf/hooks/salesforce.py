@@ -114,16 +114,14 @@ MEASURE_ROWS = 50_000  # rows between two polls that measure the org's speed (5 
 
 def next_job_rate(used: float, observed: float, done_at_first_poll: bool) -> float:
     """The speed to time the next Bulk job's polls by (rows per second; ingest and query jobs are
-    learnt apart), from a job that completed without two polls that saw it progress.
+    learnt apart), from a job timed from its upload.
 
-    :param used: the speed this job's last wait was timed by
-    :param observed: rows / seconds from the reference point (the upload, or the last poll that saw
-        the job running) to the poll that found the job complete (a lower bound of the true speed:
-        the job ended somewhere before that poll)
-    :param done_at_first_poll: whether the first poll after the reference point found it complete.
-        Then the job may have waited for the poll, so the next one is polled a little earlier (10 %
-        faster); otherwise the observed speed is taken. One or two polls a job, however fast or slow
-        the org.
+    :param used: the speed this job's first poll was timed by
+    :param observed: rows / seconds from upload to the poll that found the job complete (a lower
+        bound of the true speed: the job ended somewhere before that poll)
+    :param done_at_first_poll: whether the first poll found it complete. Then the job may have
+        waited for the poll, so the next one is polled a little earlier (10 % faster); otherwise
+        the observed speed is taken. One or two polls a job, however fast or slow the org.
     """
     return max(used, observed) * 1.1 if done_at_first_poll else observed
 
@@ -445,8 +443,8 @@ class McsfSalesforceHook(SalesforceHook):
                     if done >= LEARN_FROM_ROWS and not measured:
                         if not by_progress or (polls == 1 and not ahead):  # timed from its upload
                             self._job_rates[kind] = next_job_rate(rate, done / (now - started), polls == 1 and rows > 0)
-                        elif ahead:  # queued behind this hook's jobs: by whether the first poll was late or early
-                            self._job_rates[kind] = rate * 1.05 if polls == 1 else rate / 1.05
+                        elif ahead:  # queued behind this hook's jobs: nudged by whether its first poll was late
+                            self._job_rates[kind] = rate * 1.05 if polls == 1 else rate / 1.05  # or early
                     return info
                 if state in ("Failed", "Aborted"):
                     raise SalesforceBulkJobError(
