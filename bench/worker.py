@@ -29,8 +29,9 @@ def peak_rss_mb() -> dict[str, float]:
 
 
 class TreeRss:
-    """The largest resident set this process and all its children held at once (sampled every
-    0.2 s with psutil): what a worker box needs when mapped tasks run side by side."""
+    """The most memory this process and all its children held at once (sampled every 0.2 s with
+    psutil): what a worker box needs when mapped tasks run side by side. Proportional set sizes:
+    the pages a forked task still shares with its parent count once, not in both."""
 
     def __init__(self) -> None:
         import threading
@@ -48,7 +49,7 @@ class TreeRss:
             total = 0
             for proc in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
+                    total += proc.memory_full_info().pss
             self.peak_mb = max(self.peak_mb, total / 2**20)
 
     def stop(self) -> float:
