@@ -172,7 +172,7 @@ def targets(records: list[dict[str, Any]], parse: dict[str, Any], audiences: int
     add("peak RSS <= 2 GB (mcsf, every scenario)", rss, rss <= 2048)
     at_once = max((r["peak_rss_detail_mb"].get("at_once", 0) for r in records if r["contender"] == "mcsf"), default=0)
     if at_once:
-        add("(for sizing a worker) peak RSS of all mcsf tasks running at once", at_once, None)
+        add("(for sizing a worker) memory of all mcsf tasks at once, MB (proportional set sizes)", at_once, None)
     for s in ("1", "2", "3", "4"):
         mine, peer = get.get((s, "mcsf")), get.get((s, "a"))
         if mine and peer:
