@@ -1,8 +1,9 @@
 """Bulk API 2.0 jobs: the ingest and query job engine (routes live in :mod:`bulk2_routes`).
 
-Uploads are streamed to files under ``<state>/bulk/<jobId>/``; after ``UploadComplete`` a worker
-thread reads the CSV (:mod:`bulkcsv`) in chunks of 10,000 rows, writes each chunk in one
-transaction through the shared DML engine, and appends to the result CSVs. Query jobs write one
+Uploads are streamed to files under ``<state>/bulk/<jobId>/``; after ``UploadComplete`` one of
+:data:`INGEST_WORKERS` worker threads reads the CSV (:mod:`bulkcsv`) in chunks of 10,000 rows,
+writes each chunk in one transaction through the shared DML engine, and appends to the result
+CSVs; concurrent jobs interleave chunk by chunk, as Salesforce processes jobs' batches in parallel. Query jobs write one
 result CSV plus the byte offset of every record, so any ``locator``/``maxRecords`` page is a
 single seek.
 """
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 INGEST_OPS = ("insert", "update", "upsert", "delete", "hardDelete")
 CHUNK = 10_000
+INGEST_WORKERS = 4  # ingest jobs processed at the same time
 TERMINAL = ("JobComplete", "Failed", "Aborted")
 
 
@@ -118,8 +120,12 @@ class Jobs:
             if job.state in ("UploadComplete", "InProgress"):
                 job.state, job.error_message = "Failed", "The sandbox restarted while this job was running"
             self._jobs[job.id] = job
+        # Salesforce splits every ingest job into batches it processes in parallel, so concurrent
+        # jobs progress side by side; here up to INGEST_WORKERS jobs interleave chunk by chunk
+        # (their writes take turns on the store's lock) and later ones wait in UploadComplete.
         for kind, q in self._queues.items():
-            threading.Thread(target=self._work, args=(q,), name=f"sf-bulk-{kind}", daemon=True).start()
+            for n in range(INGEST_WORKERS if kind == "ingest" else 1):
+                threading.Thread(target=self._work, args=(q,), name=f"sf-bulk-{kind}-{n}", daemon=True).start()
 
     # -- bookkeeping -------------------------------------------------------------------------
     def dir(self, job: Job) -> Path:

@@ -207,3 +207,28 @@ def test_ragged_rows_blank_lines_and_stray_quotes(sb: Running, http: requests.Se
                           '"","MISSING_ARGUMENT:MC_Segment_Key__c not specified:MC_Segment_Key__c --"']
     ok = rows_of(http.get(f"{sb.base_url}{V}/jobs/ingest/{info['id']}/successfulResults").text)
     assert [(r["MC_Segment_Key__c"], r["Name"]) for r in ok] == [("rag:2", None), ("rag:3", 'ab"c')]  # own cells
+
+
+def test_concurrent_ingest_jobs_progress_side_by_side(sb: Running, http: requests.Session) -> None:
+    """Salesforce processes the batches of concurrent jobs in parallel: three jobs closed together
+    are all InProgress, with rows processed, before any of them completes."""
+    base = f"{sb.base_url}{V}/jobs/ingest"
+    ids = []
+    for n in range(3):
+        lines = "".join(f"side{n}-{i}@x.io,L{i},C\n" for i in range(40_000))
+        job = http.post(base, json={"contentType": "CSV", "object": "Lead", "operation": "upsert",
+                                    "externalIdFieldName": "MC_Email_Key__c"}).json()
+        http.put(f"{base}/{job['id']}/batches", data=("MC_Email_Key__c,LastName,Company\n" + lines).encode(),
+                 headers={"Content-Type": "text/csv"}).raise_for_status()
+        ids.append(job["id"])
+    for job_id in ids:
+        http.patch(f"{base}/{job_id}", json={"state": "UploadComplete"}).raise_for_status()
+    most_running = 0
+    for _ in range(3000):
+        infos = [http.get(f"{base}/{job_id}").json() for job_id in ids]
+        if any(i["state"] == "JobComplete" for i in infos):
+            break
+        most_running = max(most_running, sum(i["state"] == "InProgress" and i["numberRecordsProcessed"] > 0
+                                             for i in infos))
+        time.sleep(0.01)
+    assert most_running == 3
