@@ -17,7 +17,6 @@ import csv
 import io
 import math
 import re
-import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -134,45 +133,6 @@ def progress_wait(rows: int, processed: int, rate: float) -> float:
     return max(0.5, min((rows - processed) / rate * 1.1, 300.0))
 
 
-class JobsInFlight:
-    """A hook's big ingest jobs not yet seen complete, in the order the org runs them (the order
-    they were closed), each with what its last poll showed; thread-safe (a stream keeps two in flight)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: dict[str, tuple[int, float, int]] = {}  # id -> (rows, seen at, rows processed then)
-        self._free_since = 0.0  # when the org likely ended the last job seen complete
-
-    def _spans(self, rate: float) -> Iterator[tuple[str, float, float]]:
-        """(id, likely start, likely end) of each job, at ``rate`` rows per second."""
-        end = self._free_since
-        for job_id, (rows, at, processed) in self._jobs.items():
-            # running: its rows to do from when it was seen; queued: all its rows after the ones before
-            start = at - processed / rate if processed else max(end, at)
-            end = start + rows / rate
-            yield job_id, start, end
-
-    def free_at(self, now: float, rate: float) -> float:
-        """When the org could be done with all of them, at ``rate`` rows per second."""
-        with self._lock:
-            return max([now, *(end for _, _, end in self._spans(rate))])
-
-    def seen(self, job_id: str, rows: int, at: float, processed: int) -> None:
-        with self._lock:
-            self._jobs[job_id] = (rows, at, processed)
-
-    def complete(self, job_id: str, now: float, rate: float) -> None:
-        """Seen complete at ``now``: it ended then or, as its progress said, earlier."""
-        with self._lock:
-            end = next((end for found, _, end in self._spans(rate) if found == job_id), now)
-            self._free_since = min(now, end)
-            self._jobs.pop(job_id, None)
-
-    def forget(self, job_id: str) -> None:
-        with self._lock:
-            self._jobs.pop(job_id, None)
-
-
 class McsfSalesforceHook(SalesforceHook):
     """The provider's Salesforce hook plus client-credentials login, retries, counting and writes.
 
@@ -197,7 +157,6 @@ class McsfSalesforceHook(SalesforceHook):
         self._describes: dict[str, dict[str, Any]] = {}
         # rows/s by job kind, learnt from this hook's jobs (next_job_rate)
         self._job_rates = {"ingest": float(BULK_ROWS_PER_SECOND), "query": float(BULK_QUERY_ROWS_PER_SECOND)}
-        self._own_ingest = JobsInFlight()
         self._object_names: set[str] | None = None
 
     @property
@@ -406,70 +365,56 @@ class McsfSalesforceHook(SalesforceHook):
 
         :param rows: rows uploaded to an ingest job, or expected from a query job. A big job is first
             polled when it could be done, at the speed this hook's earlier jobs of the kind showed
-            (at first :data:`BULK_ROWS_PER_SECOND` or :data:`BULK_QUERY_ROWS_PER_SECOND`) — a big
-            ingest job once this hook's ingest jobs closed before it could be done too, since the
-            org runs those first (a stream's upsert keeps two in flight; :class:`JobsInFlight`).
-            A big ingest job is then polled when its rows still to do could be done
+            (at first :data:`BULK_ROWS_PER_SECOND` or :data:`BULK_QUERY_ROWS_PER_SECOND`). A big
+            ingest job found still running is then polled when its rows still to do could be done
             (:func:`progress_wait`; ``numberRecordsProcessed`` says how many are done), and two
-            polls that saw it progress measure the org's speed; other jobs every 5 s or a quarter
-            of the first wait. A million rows take a few polls, not dozens (each is a request
-            against the org's daily API limit).
+            polls that saw it running measure the org's speed — whether the org ran it at once, in
+            parallel with other jobs or after them. Other jobs are polled every 5 s or a quarter of
+            the first wait. A million rows take a few polls, not dozens (each is a request against
+            the org's daily API limit).
         """
         started = time.monotonic()
         deadline = started + self.job_timeout_seconds
         rate = self._job_rates[kind]
         by_progress = kind == "ingest" and rows >= LEARN_FROM_ROWS
-        delay = max(0.5, min(rows / rate, 60.0))
+        delay = max(0.5, min(rows / rate, 300.0 if by_progress else 60.0))
         most = max(5.0, delay / 4)
-        ahead = 0.0  # seconds of this hook's earlier ingest jobs the org runs first
-        if by_progress:
-            ahead = self._own_ingest.free_at(started, rate) - started
-            self._own_ingest.seen(job_id, rows, started, 0)
-            # behind another job the first poll may come a little late: the org has that one to run
-            delay = max(0.5, min(ahead + rows / rate * (1.1 if ahead else 1.0), 300.0))
         ref_at: float | None = None  # when a poll saw it running, having done ref_done rows
         ref_done, polls, measured = 0, 0, False
-        try:
-            while True:
-                time.sleep(delay)
-                polls += 1
-                info = self._request("GET", f"jobs/{kind}/{job_id}").json()
-                now, state = time.monotonic(), info.get("state")
-                processed = int(info.get("numberRecordsProcessed") or 0)
-                if state == "JobComplete":
-                    done = processed if kind == "query" else rows
-                    if by_progress:
-                        self._own_ingest.complete(job_id, now, rate)
-                    if done >= LEARN_FROM_ROWS and not measured:
-                        if not by_progress or (polls == 1 and not ahead):  # timed from its upload
-                            self._job_rates[kind] = next_job_rate(rate, done / (now - started), polls == 1 and rows > 0)
-                        elif ahead:  # queued behind this hook's jobs: nudged by whether its first poll was late
-                            self._job_rates[kind] = rate * 1.05 if polls == 1 else rate / 1.05  # or early
-                    return info
-                if state in ("Failed", "Aborted"):
-                    raise SalesforceBulkJobError(
-                        f"Bulk 2.0 {kind} job {job_id} ended {state}: {info.get('errorMessage') or 'no message'}"
-                    )
-                if now > deadline:
-                    self._abort_job(kind, job_id)
-                    raise SalesforceBulkJobError(
-                        f"Bulk 2.0 {kind} job {job_id} still {state} after {self.job_timeout_seconds:.0f} s"
-                    )
-                if not by_progress:
-                    delay = min(delay * 1.5, most)
-                    continue
-                if state == "InProgress" and processed > 0:
-                    # Two polls that saw it running measure the org's speed, over at least
-                    # MEASURE_ROWS (Salesforce counts processed rows by its batches of 10,000).
-                    if ref_at is not None and processed - ref_done >= MEASURE_ROWS:
-                        rate = self._job_rates[kind] = (processed - ref_done) / (now - ref_at)
-                        measured = True
-                    if ref_at is None or measured:
-                        ref_at, ref_done = now, processed
-                self._own_ingest.seen(job_id, rows, now, processed)
-                delay = progress_wait(rows, processed, rate)
-        finally:
-            self._own_ingest.forget(job_id)  # also when it failed or the wait was cut short
+        while True:
+            time.sleep(delay)
+            polls += 1
+            info = self._request("GET", f"jobs/{kind}/{job_id}").json()
+            now, state = time.monotonic(), info.get("state")
+            processed = int(info.get("numberRecordsProcessed") or 0)
+            if state == "JobComplete":
+                done = processed if kind == "query" else rows
+                # From the upload only when the first poll found it done (or for jobs polled by the
+                # clock): a job that waited behind others would make the org look slower than it is.
+                if done >= LEARN_FROM_ROWS and not measured and (polls == 1 or not by_progress):
+                    self._job_rates[kind] = next_job_rate(rate, done / (now - started), polls == 1 and rows > 0)
+                return info
+            if state in ("Failed", "Aborted"):
+                raise SalesforceBulkJobError(
+                    f"Bulk 2.0 {kind} job {job_id} ended {state}: {info.get('errorMessage') or 'no message'}"
+                )
+            if now > deadline:
+                self._abort_job(kind, job_id)
+                raise SalesforceBulkJobError(
+                    f"Bulk 2.0 {kind} job {job_id} still {state} after {self.job_timeout_seconds:.0f} s"
+                )
+            if not by_progress:
+                delay = min(delay * 1.5, most)
+                continue
+            if state == "InProgress" and processed > 0:
+                # Two polls that saw it running measure the org's speed, over at least
+                # MEASURE_ROWS (Salesforce counts processed rows by its batches of 10,000).
+                if ref_at is not None and processed - ref_done >= MEASURE_ROWS:
+                    rate = self._job_rates[kind] = (processed - ref_done) / (now - ref_at)
+                    measured = True
+                if ref_at is None or measured:
+                    ref_at, ref_done = now, processed
+            delay = progress_wait(rows, processed, rate)
 
     def _abort_job(self, kind: str, job_id: str) -> None:
         try:
