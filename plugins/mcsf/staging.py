@@ -88,13 +88,18 @@ class Stage:
             self.path.fs.rm(self.path.path, recursive=True)
 
     def remove(self, prefix: str) -> int:
-        """Remove the frames whose name starts with ``prefix``; how many there were."""
+        """Remove the frames whose name starts with ``prefix``; how many this call removed. Mapped
+        tasks running side by side may remove the same frames: one gone already is not an error."""
         if not self.path.exists():
             return 0
-        gone = [p for p in self.path.iterdir() if p.name.startswith(prefix) and p.name.endswith(".parquet")]
-        for p in gone:
-            p.unlink()
-        return len(gone)
+        removed = 0
+        for p in [p for p in self.path.iterdir() if p.name.startswith(prefix) and p.name.endswith(".parquet")]:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+        return removed
 
     @property
     def path(self) -> ObjectStoragePath:

@@ -47,3 +47,19 @@ def test_json_absent_reads_as_the_default_and_clearing_twice_is_fine(stage):
     stage.clear()
     assert stage.read_json("lists", None) is None
 
+
+
+def test_removers_side_by_side_remove_each_frame_once(stage):
+    """load_people of every audience drops the run's shared reads as it starts; Airflow runs them
+    side by side, so two may list the same frames and one find a frame the other removed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame = pd.DataFrame({"key": ["a"]})
+    for round_ in range(5):
+        for n in range(40):
+            stage.write(f"every_row_{round_}_{n}", frame)
+        stage.write("valid", frame)
+        with ThreadPoolExecutor(4) as pool:
+            counts = list(pool.map(lambda _: stage.remove("every_row_"), range(4)))
+        assert sum(counts) == 40 and stage.exists("valid")
+        assert not [p for p in stage.path.iterdir() if p.name.startswith("every_row_")]
