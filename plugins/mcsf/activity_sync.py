@@ -15,7 +15,7 @@ import pandas as pd
 
 from mcsf import activity
 from mcsf import load as writes
-from mcsf.audience import _context, _requests, hooks
+from mcsf.audience import _context, _requests, hooks, shared_job_rates
 from mcsf.mapping import diff, isin
 from mcsf.validate import Rule, validate_rows
 
@@ -92,6 +92,11 @@ def validate(audience: dict[str, Any]) -> dict[str, Any]:
 def load(audience: dict[str, Any]) -> dict[str, Any]:
     mapping, window, stage = _context(audience)
     _, sf = hooks()
+    with shared_job_rates(sf, stage):
+        return _load(audience, mapping, window, stage, sf)
+
+
+def _load(audience: dict[str, Any], mapping: Any, window: Any, stage: Any, sf: Any) -> dict[str, Any]:
     dry = audience["dry_run"]
     writer = None if dry else sf
     campaigns = stage.read("campaigns")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from mcsf.report import log_summary
 from mcsf.staging import Stage, Window
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mcsf.config import AudienceMapping
 
 log = logging.getLogger("mcsf")
@@ -321,12 +324,24 @@ def validate(audience: dict[str, Any]) -> dict[str, Any]:
     return {**audience, "validate": counts}
 
 
+@contextmanager
+def shared_job_rates(sf: Any, stage: Stage) -> Iterator[None]:
+    """Around a task's Bulk work: start from the speeds the run's earlier tasks learnt
+    (:attr:`McsfSalesforceHook.job_rates`) and leave this task's for the next ones, so each task
+    process times its first Bulk polls by the org's speed, not by a first guess."""
+    shared = stage.run_shared()
+    sf.remember_job_rates(shared.read_json("sf_job_rates", {}))
+    yield
+    shared.write_json("sf_job_rates", sf.job_rates)
+
+
 def load_people(audience: dict[str, Any]) -> dict[str, Any]:
     from mcsf.audience_load import load_people as load
 
     mapping, window, stage = _context(audience)
     _, sf = hooks()
-    counts = load(mapping, window, stage, sf=None if audience["dry_run"] else sf)
+    with shared_job_rates(sf, stage):
+        counts = load(mapping, window, stage, sf=None if audience["dry_run"] else sf)
     return {**audience, "people": counts, "requests": _requests(None, sf, audience.get("requests"))}
 
 
@@ -335,8 +350,9 @@ def load_subscribers(audience: dict[str, Any]) -> dict[str, Any]:
 
     mapping, window, stage = _context(audience)
     _, sf = hooks()
-    counts = load(mapping, window, stage, audience["people"], audience.get("extract", {}),
-                  sf=None if audience["dry_run"] else sf, reader=sf)
+    with shared_job_rates(sf, stage):
+        counts = load(mapping, window, stage, audience["people"], audience.get("extract", {}),
+                      sf=None if audience["dry_run"] else sf, reader=sf)
     return {**audience, "load": counts, "requests": _requests(None, sf, audience.get("requests"))}
 
 

@@ -272,6 +272,19 @@ class McsfSalesforceHook(SalesforceHook):
         """Hold ``describes`` (an earlier hook's :attr:`describes` in the same run) instead of fetching them again."""
         self._describes.update(describes)
 
+    @property
+    def job_rates(self) -> dict[str, float]:
+        """Rows per second this hook's Bulk jobs showed, by kind (``ingest``, ``query``): what its
+        next job's polls are timed by."""
+        return dict(self._job_rates)
+
+    def remember_job_rates(self, rates: dict[str, Any]) -> None:
+        """Start from the speeds an earlier hook of the run learnt (its :attr:`job_rates`), so a task
+        process does not learn the org's speed again from the first guess; other values are ignored."""
+        for kind, rate in rates.items():
+            if kind in self._job_rates and isinstance(rate, int | float) and rate > 0:
+                self._job_rates[kind] = float(rate)
+
     def field_map(self, object_name: str) -> dict[str, dict[str, Any]]:
         """Field name -> field describe.
 

@@ -554,3 +554,12 @@ def test_big_jobs_behind_other_clients_work_are_polled_by_their_progress(speed, 
     assert 0.85 * speed <= org.hook._job_rates["ingest"] <= 1.3 * speed
     if duration > 30:  # found complete soon after it was, once the org's speed is known
         assert max(late[3:]) <= 0.25 * duration + 0.5, late
+
+
+def test_a_hook_starts_from_the_speeds_an_earlier_hook_learnt() -> None:
+    hook = McsfSalesforceHook.__new__(McsfSalesforceHook)  # no connection needed
+    hook._job_rates = {"ingest": 20_000.0, "query": 50_000.0}
+    hook.remember_job_rates({"ingest": 7_312.5, "query": "fast", "bulk1": 9.0, "other": -1})
+    assert hook.job_rates == {"ingest": 7_312.5, "query": 50_000.0}
+    hook.remember_job_rates({"query": 0})
+    assert hook.job_rates["query"] == 50_000.0
