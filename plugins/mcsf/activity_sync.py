@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,11 @@ from mcsf import load as writes
 from mcsf.audience import _context, _requests, hooks, shared_job_rates
 from mcsf.mapping import diff, isin
 from mcsf.validate import Rule, validate_rows
+
+if TYPE_CHECKING:
+    from mcsf.config import AudienceMapping
+    from mcsf.hooks.salesforce import McsfSalesforceHook
+    from mcsf.staging import Stage, Window
 
 log = logging.getLogger("mcsf")
 DAG_ID = "mcsf_campaign_activity_sync"
@@ -96,7 +101,8 @@ def load(audience: dict[str, Any]) -> dict[str, Any]:
         return _load(audience, mapping, window, stage, sf)
 
 
-def _load(audience: dict[str, Any], mapping: Any, window: Any, stage: Any, sf: Any) -> dict[str, Any]:
+def _load(audience: dict[str, Any], mapping: AudienceMapping, window: Window, stage: Stage,
+          sf: McsfSalesforceHook) -> dict[str, Any]:
     dry = audience["dry_run"]
     writer = None if dry else sf
     campaigns = stage.read("campaigns")

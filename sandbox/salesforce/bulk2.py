@@ -2,10 +2,10 @@
 
 Uploads are streamed to files under ``<state>/bulk/<jobId>/``; after ``UploadComplete`` one of
 :data:`INGEST_WORKERS` worker threads reads the CSV (:mod:`bulkcsv`) in chunks of 10,000 rows,
-writes each chunk in one transaction through the shared DML engine, and appends to the result
-CSVs; concurrent jobs interleave chunk by chunk, as Salesforce processes jobs' batches in parallel. Query jobs write one
-result CSV plus the byte offset of every record, so any ``locator``/``maxRecords`` page is a
-single seek.
+writes each chunk in one transaction through the shared DML engine (concurrent jobs take turns
+chunk by chunk, as Salesforce processes jobs' batches in parallel; later ones wait in
+``UploadComplete``), and appends to the result CSVs. Query jobs write one result CSV plus the byte
+offset of every record, so any ``locator``/``maxRecords`` page is a single seek.
 """
 
 from __future__ import annotations
@@ -120,9 +120,6 @@ class Jobs:
             if job.state in ("UploadComplete", "InProgress"):
                 job.state, job.error_message = "Failed", "The sandbox restarted while this job was running"
             self._jobs[job.id] = job
-        # Salesforce splits every ingest job into batches it processes in parallel, so concurrent
-        # jobs progress side by side; here up to INGEST_WORKERS jobs interleave chunk by chunk
-        # (their writes take turns on the store's lock) and later ones wait in UploadComplete.
         for kind, q in self._queues.items():
             for n in range(INGEST_WORKERS if kind == "ingest" else 1):
                 threading.Thread(target=self._work, args=(q,), name=f"sf-bulk-{kind}-{n}", daemon=True).start()
