@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +111,11 @@ class Stage:
     def file(self, name: str) -> ObjectStoragePath:
         return self.path / f"{name}.parquet"
 
+    def _temp(self, filename: str) -> ObjectStoragePath:
+        """A temp file to write ``filename`` into before renaming it over the target, its own to
+        this writer: mapped tasks side by side may write the same file (the run's shared stage)."""
+        return self.path / f".{filename}.{uuid.uuid4().hex}.tmp"
+
     def write(self, name: str, frame: pd.DataFrame) -> str:
         """Write ``frame`` as ``name.parquet`` (atomically: temp file, then rename) and return its URL."""
         import pyarrow as pa
@@ -117,7 +123,7 @@ class Stage:
 
         target = self.file(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path / f".{name}.parquet.tmp"
+        temp = self._temp(f"{name}.parquet")
         table = pa.Table.from_pandas(frame, preserve_index=False)
         with temp.open("wb") as handle:
             pq.write_table(table, handle, compression="zstd")
@@ -155,7 +161,7 @@ class Stage:
         schema = pa.schema([(c, pa.string()) for c in columns])
         target = self.file(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path / f".{name}.parquet.tmp"
+        temp = self._temp(f"{name}.parquet")
         rows = 0
         with temp.open("wb") as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
             for frame in frames:
@@ -183,7 +189,7 @@ class Stage:
         """Small metadata (describes, audience stats) as ``name.json`` (atomically, as :meth:`write`)."""
         target = self.path / f"{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path / f".{name}.json.tmp"
+        temp = self._temp(f"{name}.json")
         temp.write_text(json.dumps(payload, default=str, sort_keys=True))
         temp.rename(target)
 

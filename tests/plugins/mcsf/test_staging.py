@@ -63,3 +63,19 @@ def test_removers_side_by_side_remove_each_frame_once(stage):
             counts = list(pool.map(lambda _: stage.remove("every_row_"), range(4)))
         assert sum(counts) == 40 and stage.exists("valid")
         assert not [p for p in stage.path.iterdir() if p.name.startswith("every_row_")]
+
+
+def test_writers_side_by_side_of_one_json_each_land_whole(stage):
+    """Load tasks side by side each leave the run's Bulk speeds in the same shared JSON file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(n: int) -> None:
+        for _ in range(20):
+            stage.write_json("sf_job_rates", {"ingest": float(n)})
+            stage.write("shared", pd.DataFrame({"n": [n]}))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    assert stage.read_json("sf_job_rates")["ingest"] in {0.0, 1.0, 2.0, 3.0}
+    assert stage.read("shared")["n"].iloc[0] in {0, 1, 2, 3}
+    assert not [p for p in stage.path.iterdir() if p.name.startswith(".")]
