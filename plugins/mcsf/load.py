@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from mcsf.hooks.salesforce import McsfSalesforceHook
     from mcsf.staging import Stage
@@ -117,9 +117,11 @@ def write_stream(
 ) -> Outcome:
     """:func:`write` of each frame of a stream too big to hold (millions of activity records).
 
-    Up to ``in_flight`` writes run at once: a frame is turned into CSV and uploaded while Salesforce
-    processes the one before (Bulk 2.0 jobs of one object may run side by side). Memory holds
-    ``in_flight`` frames. A dry run stages every would-be row in one file (``columns``).
+    The stream is cut again into frames of one Bulk 2.0 upload each (:func:`per_bulk_job`), so a
+    million rows cost as few jobs as their bytes allow. Up to ``in_flight`` writes run at once: a
+    frame is turned into CSV and uploaded while Salesforce processes the one before (Bulk 2.0 jobs
+    of one object may run side by side). Memory holds ``in_flight`` such frames and the one being
+    gathered. A dry run stages every would-be row in one file (``columns``).
     """
     if dry_run or sf is None:
         total = Outcome()
@@ -139,13 +141,35 @@ def write_stream(
     total = Outcome()
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="salesforce-write") as pool:
-        for frame in frames:
+        for frame in per_bulk_job(sf, frames):
             if len(pending) >= in_flight:
                 total = total.add(pending.popleft().result())
             pending.append(pool.submit(write, sf, object_name, frame, external_id=external_id))
         while pending:
             total = total.add(pending.popleft().result())
     return total
+
+
+def per_bulk_job(sf: McsfSalesforceHook, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``frames`` gathered and cut into frames of about one Bulk 2.0 upload each, in order; the
+    first non-empty frame's CSV bytes per row say how many rows that is
+    (:meth:`~mcsf.hooks.salesforce.McsfSalesforceHook.bulk_rows_per_job`)."""
+    size = 0
+    held: list[pd.DataFrame] = []
+    count = 0
+    for frame in frames:
+        if frame.empty:
+            continue
+        size = size or sf.bulk_rows_per_job(_body(frame))
+        held.append(frame)
+        count += len(frame)
+        while count >= size:
+            joined = pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+            rest = joined.iloc[size:].copy()  # a copy, so the frame sent can be freed once written
+            yield joined.iloc[:size]
+            held, count = ([rest] if len(rest) else []), len(rest)
+    if held:
+        yield pd.concat(held, ignore_index=True)
 
 
 def delete(sf: McsfSalesforceHook | None, object_name: str, ids: list[str], *, dry_run: bool = False) -> Outcome:

@@ -598,6 +598,19 @@ class McsfSalesforceHook(SalesforceHook):
                     outcomes.append((item.get("id"), False, _format_errors(item.get("errors") or [])))
         return outcomes
 
+    def bulk_rows_per_job(self, frame: pd.DataFrame, *, sample: int = 10_000, spare: float = 0.08) -> int:
+        """About how many rows like ``frame``'s fill one Bulk 2.0 upload (:data:`BULK_MAX_UPLOAD_BYTES`
+        of CSV as this hook writes it), from a random sample of its rows, ``spare`` kept for rows
+        longer than the sample's. A stream cut at this size costs one job per upload's worth of rows,
+        where cutting it by a fixed row count costs a job per cut (and two when a cut is over 100 MB).
+        """
+        body = frame.sample(n=min(sample, len(frame)), random_state=0) if len(frame) > sample else frame
+        if body.empty:
+            return BULK_MAX_UPLOAD_BYTES  # nothing to measure: no limit from this frame
+        _, sizes = _csv_lines([_csv_column(body[c]) for c in body.columns])
+        per_row = sum(sizes) / len(sizes)
+        return max(1, int(BULK_MAX_UPLOAD_BYTES * (1 - spare) / per_row))
+
     def _bulk_write(
         self, operation: Operation, object_name: str, part: pd.DataFrame, external_id_field: str | None
     ) -> list[tuple[str | None, bool, str | None]]:

@@ -64,3 +64,51 @@ def test_a_dry_run_stages_every_frame_and_counts_it(tmp_path):
     staged = stage.read(f"would_write_{SUBSCRIBER}")
     assert len(staged) == 2100 and "_is_new" not in staged.columns
     assert staged[KEY].tolist() == [f"dry:{i}" for i in range(2100)]
+
+
+def test_a_stream_is_cut_into_one_bulk_upload_per_job(hook: McsfSalesforceHook, monkeypatch: pytest.MonkeyPatch):
+    """Frames of 1,500 rows, an upload limit of about 2,500 of them: two full jobs and the last 1,002
+    rows in 6 sObject Collections requests, 16 writing requests in all where a job per frame is 20."""
+    from mcsf.hooks import salesforce
+
+    audience = f"wj{uuid.uuid4().hex[:8]}"
+    per_row = hook.bulk_rows_per_job(pd.DataFrame(next(frames(audience, 1, 1500))).drop(columns="_is_new"))
+    monkeypatch.setattr(salesforce, "BULK_MAX_UPLOAD_BYTES", salesforce.BULK_MAX_UPLOAD_BYTES * 2_500 // per_row)
+    hook.upsert("MC_Audience__c", "MC_Audience_Id__c", pd.DataFrame({"MC_Audience_Id__c": [audience],
+                                                                     "Name": ["per_bulk_job"]}))
+    before = dict(hook.requests_used)
+    outcome = writes.write_stream(hook, SUBSCRIBER, frames(audience, 4, 1500), external_id=KEY, columns=COLUMNS)
+    used = {k: n - before.get(k, 0) for k, n in hook.requests_used.items() if n > before.get(k, 0)}
+
+    assert (outcome.created, outcome.failed) == (5940, 60)
+    assert used.pop("GET /jobs/ingest/{id}") >= 2  # status polls: as many as the jobs take
+    assert used == {"POST /jobs/ingest": 2, "PUT /jobs/ingest/{id}/batches": 2, "PATCH /jobs/ingest/{id}": 2,
+                    "GET /jobs/ingest/{id}/successfulResults": 2, "GET /jobs/ingest/{id}/failedResults": 2,
+                    "PATCH /composite/sobjects/{obj}/{field}": 6}
+
+
+def test_per_bulk_job_keeps_every_row_in_order(monkeypatch: pytest.MonkeyPatch):
+    from mcsf.hooks import salesforce
+
+    sizes = [700, 0, 2500, 1, 999, 1800]
+    stream = [frame.iloc[:n] for frame, n in zip(frames("cut", len(sizes), 2500), sizes, strict=True)]
+    hook = McsfSalesforceHook()
+    per_row = hook.bulk_rows_per_job(stream[0].drop(columns="_is_new"))
+    monkeypatch.setattr(salesforce, "BULK_MAX_UPLOAD_BYTES", salesforce.BULK_MAX_UPLOAD_BYTES * 1_000 // per_row)
+    size = hook.bulk_rows_per_job(stream[0].drop(columns="_is_new"))
+
+    cut = list(writes.per_bulk_job(hook, iter(stream)))
+
+    assert 990 <= size <= 1_000
+    assert [len(c) for c in cut[:-1]] == [size] * (len(cut) - 1) and 0 < len(cut[-1]) <= size
+    assert pd.concat(cut)[KEY].tolist() == pd.concat(stream)[KEY].tolist()
+    assert list(writes.per_bulk_job(hook, iter([stream[1]]))) == []
+
+
+def test_bulk_rows_per_job_fill_an_upload_with_room_to_spare():
+    from mcsf.hooks.salesforce import BULK_MAX_UPLOAD_BYTES
+
+    frame = pd.DataFrame({"A": ["x" * 97] * 20_000, "B": [7] * 20_000})  # "x…x","7"\n: 99 + 1 + 3 + 1 = 104 bytes
+    rows = McsfSalesforceHook().bulk_rows_per_job(frame)
+
+    assert rows * 104 <= BULK_MAX_UPLOAD_BYTES * 0.92 < (rows + 1) * 104
