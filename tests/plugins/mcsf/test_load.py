@@ -108,7 +108,7 @@ def test_per_bulk_job_keeps_every_row_in_order(monkeypatch: pytest.MonkeyPatch):
 def test_bulk_rows_per_job_fill_an_upload_with_room_to_spare():
     from mcsf.hooks.salesforce import BULK_MAX_UPLOAD_BYTES
 
-    frame = pd.DataFrame({"A": ["x" * 97] * 20_000, "B": [7] * 20_000})  # "x…x","7"\n: 99 + 1 + 3 + 1 = 104 bytes
+    frame = pd.DataFrame({"A": ["x" * 97] * 20_000, "B": [7] * 20_000})  # x…x,7\n: 97 + 1 + 1 + 1 = 100 bytes
     rows = McsfSalesforceHook().bulk_rows_per_job(frame)
 
-    assert rows * 104 <= BULK_MAX_UPLOAD_BYTES * 0.92 < (rows + 1) * 104
+    assert rows * 100 <= BULK_MAX_UPLOAD_BYTES * 0.92 < (rows + 1) * 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -382,8 +383,28 @@ def test_bulk_result_files_are_read_as_text_cells() -> None:
     got = _result_table(b'"sf__Id","sf__Created","A","B"\n"001","true","x, ""q""","one\ntwo"\n"002","false","",""\n')
     assert got.column_names == ["sf__Id", "sf__Created", "A", "B"]
     assert got.to_pylist()[1] == {"sf__Id": "002", "sf__Created": "false", "A": "", "B": ""}
-    assert _csv_lines([got.column("A"), got.column("B")])[0] == ['"x, ""q""","one\ntwo"\n', '"",""\n']
+    assert _csv_lines([got.column("A"), got.column("B")])[0] == ['"x, ""q""","one\ntwo"\n', ',\n']
     assert _result_table(b"").num_rows == 0 and _result_table(b'"sf__Id","sf__Error","A"\n').num_rows == 0
+
+
+def test_bulk_csv_quotes_only_the_cells_that_need_it() -> None:
+    """Commas, quotes and line breaks (CR too) are quoted; spaces, ``=``, backslashes and ``#N/A`` go
+    as they are (Salesforce trims nothing). Python's csv reader, as the sandbox parses uploads,
+    gets every cell back."""
+    import csv
+
+    import pyarrow as pa
+
+    from mcsf.hooks.salesforce import _csv_lines
+
+    cells = ["plain", "a,b", 'say "hi"', "one\ntwo", "cr\rhere", " spaced ", "=1+1", "back\\slash", "#N/A", "",
+             "Zoë 日本"]
+    lines, sizes = _csv_lines([pa.array(cells, type=pa.string()), pa.array(["x"] * len(cells), type=pa.string())])
+
+    assert lines[:5] == ["plain,x\n", '"a,b",x\n', '"say ""hi""",x\n', '"one\ntwo",x\n', '"cr\rhere",x\n']
+    assert lines[5:] == [" spaced ,x\n", "=1+1,x\n", "back\\slash,x\n", "#N/A,x\n", ",x\n", "Zoë 日本,x\n"]
+    assert [row[0] for row in csv.reader(io.StringIO("".join(lines), newline=""))] == cells
+    assert sizes == [len(line.encode()) for line in lines]
 
 
 def test_in_lists_respect_both_limits() -> None:
