@@ -108,7 +108,8 @@ class WriteResult:
 
 
 LEARN_FROM_ROWS = 10_000  # smaller jobs are mostly fixed costs: they say little about the org's speed
-MEASURE_ROWS = 50_000  # rows between two polls that measure the org's speed (5 of its batches)
+COUNT_STEP = 10_000  # Salesforce counts an ingest job's processed rows by its batches of 10,000
+MEASURE_ROWS = 5 * COUNT_STEP  # rows between two polls that measure the org's speed
 
 
 def next_job_rate(used: float, observed: float, done_at_first_poll: bool) -> float:
@@ -421,10 +422,13 @@ class McsfSalesforceHook(SalesforceHook):
                 continue
             if state == "InProgress" and processed > 0:
                 # Two polls that saw it running measure the org's speed, over at least
-                # MEASURE_ROWS (Salesforce counts processed rows by its batches of 10,000).
+                # MEASURE_ROWS (counts move in steps of COUNT_STEP). Fewer rows between them still
+                # cap the speed: it did less than a step more than the counts moved.
                 if ref_at is not None and processed - ref_done >= MEASURE_ROWS:
                     rate = self._job_rates[kind] = (processed - ref_done) / (now - ref_at)
                     measured = True
+                elif ref_at is not None and not measured and now > ref_at:
+                    rate = min(rate, (processed - ref_done + COUNT_STEP) / (now - ref_at))
                 if ref_at is None or measured:
                     ref_at, ref_done = now, processed
             delay = progress_wait(rows, processed, rate)

@@ -577,6 +577,22 @@ def test_big_jobs_behind_other_clients_work_are_polled_by_their_progress(speed, 
         assert max(late[3:]) <= 0.25 * duration + 0.5, late
 
 
+@pytest.mark.parametrize(("speed", "rows"), [(2_500.0, 80_000), (5_000.0, 80_000), (2_500.0, 135_000)])
+def test_a_first_job_on_an_org_slower_than_guessed_costs_a_few_polls(speed, rows, monkeypatch) -> None:
+    """The hook's first job (speed guessed at 20,000 rows/s) on an org giving it a few thousand: two
+    polls 10,000 rows apart cannot measure the speed, but they cap it, so the next poll waits for
+    the rows left at that cap instead of coming back every few seconds (10 polls before)."""
+    org = _Org(speed, 1, monkeypatch)
+
+    def write_job() -> None:
+        org.submit("7501", rows)
+        org.hook._wait_for_job("ingest", "7501", rows=rows)
+
+    org.clock.run(write_job)
+    assert org.polls <= 4, org.polls
+    assert org.clock.now - org.jobs["7501"]["ended"] <= 0.2 * rows / speed
+
+
 def test_a_hook_starts_from_the_speeds_an_earlier_hook_learnt() -> None:
     hook = McsfSalesforceHook.__new__(McsfSalesforceHook)  # no connection needed
     hook._job_rates = {"ingest": 20_000.0, "query": 50_000.0}
