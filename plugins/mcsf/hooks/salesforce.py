@@ -17,6 +17,7 @@ import csv
 import io
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -159,6 +160,9 @@ class McsfSalesforceHook(SalesforceHook):
         # rows/s by job kind, learnt from this hook's jobs (next_job_rate)
         self._job_rates = {"ingest": float(BULK_ROWS_PER_SECOND), "query": float(BULK_QUERY_ROWS_PER_SECOND)}
         self._object_names: set[str] | None = None
+        # Bulk writes of one hook running in threads (load.write_stream) take turns to build and
+        # upload a job's CSV and to match its results (the memory-hungry steps), not to wait for it.
+        self._bulk_turn = threading.Lock()
 
     @property
     def requests_used(self) -> RequestCounter:
@@ -608,49 +612,54 @@ class McsfSalesforceHook(SalesforceHook):
         longer than the sample's. A stream cut at this size costs one job per upload's worth of rows,
         where cutting it by a fixed row count costs a job per cut (and two when a cut is over 100 MB).
         """
+        import pyarrow.compute as pc
+
         body = frame.sample(n=min(sample, len(frame)), random_state=0) if len(frame) > sample else frame
         if body.empty:
             return BULK_MAX_UPLOAD_BYTES  # nothing to measure: no limit from this frame
-        _, sizes = _csv_lines([_csv_column(body[c]) for c in body.columns])
-        per_row = sum(sizes) / len(sizes)
+        per_row = pc.sum(pc.binary_length(_csv_lines([_csv_column(body[c]) for c in body.columns]))).as_py() / len(body)
         return max(1, int(BULK_MAX_UPLOAD_BYTES * (1 - spare) / per_row))
 
     def _bulk_write(
         self, operation: Operation, object_name: str, part: pd.DataFrame, external_id_field: str | None
     ) -> list[tuple[str | None, bool, str | None]]:
-        """Bulk 2.0 ingest: one job per <= 100 MB of CSV; results matched back to rows by content."""
+        """Bulk 2.0 ingest: one job per <= 100 MB of CSV; results matched back to rows by content.
+
+        The CSV stays in Arrow buffers (a job's upload is one copy of them), not a Python string
+        per row. Writes of one hook in several threads take turns (``_bulk_turn``) to build and upload
+        a job and to match its results, not to wait for it: two 100 MB jobs in flight hold one job's
+        peak, not two.
+        """
+        import numpy as np
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         header = ["Id"] if operation == "delete" else [str(c) for c in part.columns]
-        head_text = _csv_lines([pa.array([name], type=pa.string()) for name in header])[0][0]
-        # Column at a time in pyarrow, not cell by cell: a million rows are a few seconds, not a minute.
-        all_lines, all_sizes = _csv_lines([_csv_column(part[c]) for c in header]) if len(part) else ([], [])
+        head = _csv_lines([pa.array([name], type=pa.string()) for name in header])[0].as_py().encode()
+        if not len(part):
+            return []
+        with self._bulk_turn:
+            # Column at a time in pyarrow, not cell by cell: a million rows are a few seconds, not a minute.
+            lines = _csv_lines([_csv_column(part[c]) for c in header])
+            ends = np.cumsum(pc.binary_length(lines).to_numpy(zero_copy_only=False), dtype=np.int64)
         outcomes: list[tuple[str | None, bool, str | None]] = []
-        lines: list[str] = []
-        size = len(head_text.encode())
-        for line, line_size in zip(all_lines, all_sizes, strict=True):
-            if lines and size + line_size > BULK_MAX_UPLOAD_BYTES:
-                outcomes += self._bulk_job(
-                    operation, object_name, external_id_field, header, head_text, lines
-                )
-                lines, size = [], len(head_text.encode())
-            lines.append(line)
-            size += line_size
-        if lines:
-            outcomes += self._bulk_job(operation, object_name, external_id_field, header, head_text, lines)
+        start = 0
+        while start < len(lines):
+            done_before = int(ends[start - 1]) if start else 0
+            # as many rows as fit beside the header, and at least one
+            stop = max(start + 1, int(np.searchsorted(ends, done_before + BULK_MAX_UPLOAD_BYTES - len(head), "right")))
+            job = lines.slice(start, stop - start)
+            with self._bulk_turn:
+                job_id = self._bulk_upload(operation, object_name, external_id_field, b"".join((head, _data(job))))
+            info = self._wait_for_job("ingest", job_id, rows=len(job))
+            with self._bulk_turn:
+                outcomes += self._bulk_results(job_id, info, header, job)
+            start = stop
         return outcomes
 
-    def _bulk_job(
-        self,
-        operation: Operation,
-        object_name: str,
-        external_id_field: str | None,
-        header: list[str],
-        head_text: str,
-        lines: list[str],
-    ) -> list[tuple[str | None, bool, str | None]]:
-        import pyarrow as pa
-
+    def _bulk_upload(self, operation: Operation, object_name: str, external_id_field: str | None,
+                     body: bytes) -> str:
+        """Create a Bulk 2.0 ingest job, upload ``body`` (CSV) and close it; its id."""
         spec: dict[str, Any] = {
             "object": object_name,
             "operation": operation,
@@ -662,47 +671,46 @@ class McsfSalesforceHook(SalesforceHook):
             spec["externalIdFieldName"] = external_id_field
         job_id = self._request("POST", "jobs/ingest", json=spec).json()["id"]
         try:
-            self._request(
-                "PUT",
-                f"jobs/ingest/{job_id}/batches",
-                data=(head_text + "".join(lines)).encode(),
-                headers={"Content-Type": "text/csv; charset=UTF-8"},
-            )
+            self._request("PUT", f"jobs/ingest/{job_id}/batches", data=body,
+                          headers={"Content-Type": "text/csv; charset=UTF-8"})
             self._request("PATCH", f"jobs/ingest/{job_id}", json={"state": "UploadComplete"})
         except BaseException:
             self._abort_job("ingest", job_id)  # leave no open job behind
             raise
-        info = self._wait_for_job("ingest", job_id, rows=len(lines))
+        return job_id
+
+    def _bulk_results(self, job_id: str, info: dict[str, Any], header: list[str],
+                      lines: Any) -> list[tuple[str | None, bool, str | None]]:
+        """A completed job's outcome for each of the ``lines`` it was sent: (id, created, error)."""
+        import pyarrow as pa
+
+        failed = int(info.get("numberRecordsFailed") or 0)
+        succeeded = int(info.get("numberRecordsProcessed") or 0) - failed
+        results = []  # (kind, table): each result file as Arrow text cells
+        for kind, count in (("successfulResults", succeeded), ("failedResults", failed)):
+            if count > 0:
+                got = _result_table(self._request("GET", f"jobs/ingest/{job_id}/{kind}",
+                                                  headers={"Accept": "text/csv"}).content)
+                if got.num_rows:
+                    results.append((kind, got))
         # Result order is not guaranteed: find each row again by the values it was sent with,
         # written back into a CSV line the same way.
-        waiting: dict[str, list[int]] = {}
-        for pos, line in enumerate(lines):
-            waiting.setdefault(line, []).append(pos)
+        rebuilt = [_csv_lines([got.column(c).combine_chunks() if c in got.column_names
+                               else pa.array([""] * got.num_rows, pa.string()) for c in header]) for _, got in results]
+        positions = _match_lines(lines, rebuilt)
         outcomes: list[tuple[str | None, bool, str | None]] = [
             (None, False, "UNPROCESSED:the row is missing from the job's results")
         ] * len(lines)
-        failed = int(info.get("numberRecordsFailed") or 0)
-        succeeded = int(info.get("numberRecordsProcessed") or 0) - failed
         unmatched = 0
-        for kind, count in (("successfulResults", succeeded), ("failedResults", failed)):
-            if count <= 0:
-                continue
-            got = _result_table(self._request("GET", f"jobs/ingest/{job_id}/{kind}",
-                                              headers={"Accept": "text/csv"}).content)
-            if not got.num_rows:
-                continue
-            blank = pa.array([""] * got.num_rows, type=pa.string())
-            rebuilt, _ = _csv_lines([got.column(c) if c in got.column_names else blank for c in header])
-            for first, second, line in zip(got.column(0).to_pylist(), got.column(1).to_pylist(), rebuilt,
-                                           strict=True):
-                positions = waiting.get(line)
-                if not positions:
+        for (kind, got), found in zip(results, positions, strict=True):
+            for first, second, pos in zip(got.column(0).to_pylist(), got.column(1).to_pylist(), found.tolist(),
+                                          strict=True):
+                if pos < 0:
                     unmatched += 1
-                    continue
-                if kind == "successfulResults":
-                    outcomes[positions.pop(0)] = (first or None, second == "true", None)
+                elif kind == "successfulResults":
+                    outcomes[pos] = (first or None, second == "true", None)
                 else:
-                    outcomes[positions.pop(0)] = (first or None, False, second or "UNKNOWN:")
+                    outcomes[pos] = (first or None, False, second or "UNKNOWN:")
         if unmatched:
             self.log.warning("Bulk 2.0 job %s: %s result rows matched no submitted row", job_id, unmatched)
         return outcomes
@@ -849,19 +857,63 @@ def _result_table(content: bytes) -> Any:
     )
 
 
-def _csv_lines(columns: list[Any]) -> tuple[list[str], list[int]]:
-    """Rows as CSV lines, as Bulk 2.0 reads them, and their sizes in bytes: cells joined by commas,
-    a cell in double quotes only when it holds a comma, a double quote (doubled) or a line break
-    (Salesforce trims nothing, so nothing else needs them), LF after every row. Quoting every cell
-    would add two bytes a cell: a tenth of a subscriber row, and a Bulk job per audience."""
+def _csv_lines(columns: list[Any]) -> Any:
+    """Rows as CSV lines, as Bulk 2.0 reads them (a pyarrow string array; ``binary_length`` gives
+    their bytes): cells joined by commas, a cell in double quotes only when it holds a comma, a
+    double quote (doubled) or a line break (Salesforce trims nothing, so nothing else needs them),
+    LF after every row. Quoting every cell would add two bytes a cell: a tenth of a subscriber row,
+    and a Bulk job per audience."""
     import pyarrow.compute as pc
 
     cells = [pc.if_else(pc.match_substring_regex(c, _NEEDS_QUOTES),
                         pc.binary_join_element_wise('"', pc.replace_substring(c, '"', '""'), '"', ""), c)
              for c in columns]
     joined = pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
-    lines = pc.binary_join_element_wise(joined, "\n", "")
-    return lines.to_pylist(), pc.binary_length(lines).to_pylist()
+    return pc.binary_join_element_wise(joined, "\n", "")
+
+
+def _data(lines: Any) -> Any:
+    """A string array's values end to end: a slice of its data buffer (no copy)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if not len(lines):
+        return b""
+    _, offsets, data = lines.buffers()
+    at = np.frombuffer(offsets, dtype=np.int64 if pa.types.is_large_string(lines.type) else np.int32)
+    return data[int(at[lines.offset]):int(at[lines.offset + len(lines)])]
+
+
+def _match_lines(sent: Any, found: list[Any]) -> list[Any]:
+    """For each array of ``found`` lines, the position in ``sent`` of each line (-1: none left).
+
+    Equal lines pair up in order, so two identical rows sent get the two results back; each sent
+    row is matched at most once over all of ``found``. Arrow and numpy, not a dict of strings.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(sent)
+    sent_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    groups = np.bincount(sent_codes, minlength=len(encoded.dictionary))  # sent copies of each line
+    by_line = np.argsort(sent_codes, kind="stable")  # sent rows grouped by line, in order
+    group_start = np.concatenate([[0], np.cumsum(groups)[:-1]])
+    taken = np.zeros(len(groups), dtype=np.int64)  # copies of each line matched so far
+    matched = []
+    for lines in found:
+        codes = pc.index_in(lines, value_set=encoded.dictionary).fill_null(-1)
+        codes = codes.to_numpy(zero_copy_only=False).astype(np.int64)
+        position = np.full(len(codes), -1, dtype=np.int64)
+        known = np.flatnonzero(codes >= 0)
+        order = known[np.argsort(codes[known], kind="stable")]
+        sorted_codes = codes[order]
+        # the n-th copy of a line found takes the first copy not yet matched, and so on
+        nth = np.arange(len(order)) - np.searchsorted(sorted_codes, sorted_codes, "left") + taken[sorted_codes]
+        ok = nth < groups[sorted_codes]
+        position[order[ok]] = by_line[group_start[sorted_codes[ok]] + nth[ok]]
+        taken += np.bincount(sorted_codes[ok], minlength=len(groups))
+        matched.append(position)
+    return matched
 
 
 _NEEDS_QUOTES = '[,"\r\n]'

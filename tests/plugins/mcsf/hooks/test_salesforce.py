@@ -383,7 +383,7 @@ def test_bulk_result_files_are_read_as_text_cells() -> None:
     got = _result_table(b'"sf__Id","sf__Created","A","B"\n"001","true","x, ""q""","one\ntwo"\n"002","false","",""\n')
     assert got.column_names == ["sf__Id", "sf__Created", "A", "B"]
     assert got.to_pylist()[1] == {"sf__Id": "002", "sf__Created": "false", "A": "", "B": ""}
-    assert _csv_lines([got.column("A"), got.column("B")])[0] == ['"x, ""q""","one\ntwo"\n', ',\n']
+    assert _csv_lines([got.column("A"), got.column("B")]).to_pylist() == ['"x, ""q""","one\ntwo"\n', ',\n']
     assert _result_table(b"").num_rows == 0 and _result_table(b'"sf__Id","sf__Error","A"\n').num_rows == 0
 
 
@@ -399,12 +399,26 @@ def test_bulk_csv_quotes_only_the_cells_that_need_it() -> None:
 
     cells = ["plain", "a,b", 'say "hi"', "one\ntwo", "cr\rhere", " spaced ", "=1+1", "back\\slash", "#N/A", "",
              "Zoë 日本"]
-    lines, sizes = _csv_lines([pa.array(cells, type=pa.string()), pa.array(["x"] * len(cells), type=pa.string())])
+    lines = _csv_lines([pa.array(cells, type=pa.string()), pa.array(["x"] * len(cells), type=pa.string())]).to_pylist()
 
     assert lines[:5] == ["plain,x\n", '"a,b",x\n', '"say ""hi""",x\n', '"one\ntwo",x\n', '"cr\rhere",x\n']
     assert lines[5:] == [" spaced ,x\n", "=1+1,x\n", "back\\slash,x\n", "#N/A,x\n", ",x\n", "Zoë 日本,x\n"]
     assert [row[0] for row in csv.reader(io.StringIO("".join(lines), newline=""))] == cells
-    assert sizes == [len(line.encode()) for line in lines]
+
+
+def test_result_lines_find_their_rows_once_each_and_in_order() -> None:
+    """Identical rows sent twice take two results in order; a third copy in the results, or a line
+    never sent, matches nothing (-1); a row missing from the results is left unmatched."""
+    import pyarrow as pa
+
+    from mcsf.hooks.salesforce import _data, _match_lines
+
+    sent = pa.array(["a\n", "b\n", "a\n", "c\n", "d\n"]).slice(0, 4)  # d is beyond the slice
+    ok, failed = _match_lines(sent, [pa.array(["c\n", "a\n", "z\n"]), pa.array(["a\n", "a\n", "d\n"])])
+
+    assert ok.tolist() == [3, 0, -1] and failed.tolist() == [2, -1, -1]  # b (1) came back in neither
+    assert bytes(_data(sent.slice(1, 2))) == b"b\na\n" and bytes(_data(sent.slice(0, 0))) == b""
+    assert _match_lines(sent, []) == []
 
 
 def test_in_lists_respect_both_limits() -> None:
