@@ -686,18 +686,20 @@ class McsfSalesforceHook(SalesforceHook):
 
         failed = int(info.get("numberRecordsFailed") or 0)
         succeeded = int(info.get("numberRecordsProcessed") or 0) - failed
-        results = []  # (kind, table): each result file as Arrow text cells
+        # Result order is not guaranteed: find each row again by the values it was sent with,
+        # written back into a CSV line the same way.
+        results, rebuilt = [], []  # (kind, its first two columns), and its rows as sent
         for kind, count in (("successfulResults", succeeded), ("failedResults", failed)):
             if count > 0:
                 got = _result_table(self._request("GET", f"jobs/ingest/{job_id}/{kind}",
                                                   headers={"Accept": "text/csv"}).content)
                 if got.num_rows:
-                    results.append((kind, got))
-        # Result order is not guaranteed: find each row again by the values it was sent with,
-        # written back into a CSV line the same way.
-        rebuilt = [_csv_lines([got.column(c).combine_chunks() if c in got.column_names
-                               else pa.array([""] * got.num_rows, pa.string()) for c in header]) for _, got in results]
+                    rebuilt.append(_csv_lines([got.column(c).combine_chunks() if c in got.column_names
+                                               else pa.array([""] * got.num_rows, pa.string()) for c in header]))
+                    results.append((kind, got.select([0, 1])))  # the echoed cells can go
+                del got
         positions = _match_lines(lines, rebuilt)
+        del rebuilt
         outcomes: list[tuple[str | None, bool, str | None]] = [
             (None, False, "UNPROCESSED:the row is missing from the job's results")
         ] * len(lines)
@@ -865,11 +867,16 @@ def _csv_lines(columns: list[Any]) -> Any:
     and a Bulk job per audience."""
     import pyarrow.compute as pc
 
-    cells = [pc.if_else(pc.match_substring_regex(c, _NEEDS_QUOTES),
-                        pc.binary_join_element_wise('"', pc.replace_substring(c, '"', '""'), '"', ""), c)
-             for c in columns]
-    joined = pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
-    return pc.binary_join_element_wise(joined, "\n", "")
+    def cell(column: Any) -> Any:
+        needs = pc.match_substring_regex(column, _NEEDS_QUOTES)
+        if not pc.any(needs).as_py():  # most columns (ids, keys, emails): used as they are, no copy
+            return column
+        return pc.if_else(needs, pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', ""),
+                          column)
+
+    cells = [cell(c) for c in columns]
+    cells[-1] = pc.binary_join_element_wise(cells[-1], "\n", "")  # the LF: one column copied, not every line
+    return pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
 
 
 def _data(lines: Any) -> Any:
