@@ -635,10 +635,10 @@ class McsfSalesforceHook(SalesforceHook):
         import pyarrow.compute as pc
 
         header = ["Id"] if operation == "delete" else [str(c) for c in part.columns]
-        head = _csv_lines([pa.array([name], type=pa.string()) for name in header])[0].as_py().encode()
         if not len(part):
             return []
         with self._bulk_turn:
+            head = _csv_lines([pa.array([name], type=pa.string()) for name in header])[0].as_py().encode()
             # Column at a time in pyarrow, not cell by cell: a million rows are a few seconds, not a minute.
             lines = _csv_lines([_csv_column(part[c]) for c in header])
             ends = np.cumsum(pc.binary_length(lines).to_numpy(zero_copy_only=False), dtype=np.int64)

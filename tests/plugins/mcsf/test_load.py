@@ -112,3 +112,40 @@ def test_bulk_rows_per_job_fill_an_upload_with_room_to_spare():
     rows = McsfSalesforceHook().bulk_rows_per_job(frame)
 
     assert rows * 100 <= BULK_MAX_UPLOAD_BYTES * 0.92 < (rows + 1) * 100
+
+
+def test_two_writes_in_flight_take_turns_to_build_and_match_but_wait_together(
+        hook: McsfSalesforceHook, monkeypatch: pytest.MonkeyPatch):
+    """Memory: a write's CSV building and result matching never overlap another's (each is held up
+    here for 0.3 s, so overlapping calls would show), while both jobs are in Salesforce at once."""
+    import threading
+    import time
+
+    from mcsf.hooks import salesforce
+
+    audience = f"wt{uuid.uuid4().hex[:8]}"
+    hook.upsert("MC_Audience__c", "MC_Audience_Id__c", pd.DataFrame({"MC_Audience_Id__c": [audience],
+                                                                     "Name": ["take turns"]}))
+    per_row = hook.bulk_rows_per_job(pd.DataFrame(next(frames(audience, 1, 1500))).drop(columns="_is_new"))
+    monkeypatch.setattr(salesforce, "BULK_MAX_UPLOAD_BYTES", salesforce.BULK_MAX_UPLOAD_BYTES * 1_500 // per_row)
+    lock, active, most, waiting, most_waiting = threading.Lock(), [0], [0], [0], [0]
+    csv_lines, wait_for_job = salesforce._csv_lines, hook._wait_for_job
+
+    def counted(counter: list[int], top: list[int], call: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            counter[0] += 1
+            top[0] = max(top[0], counter[0])
+        try:
+            time.sleep(0.3)
+            return call(*args, **kwargs)
+        finally:
+            with lock:
+                counter[0] -= 1
+
+    monkeypatch.setattr(salesforce, "_csv_lines", lambda *a, **k: counted(active, most, csv_lines, *a, **k))
+    monkeypatch.setattr(hook, "_wait_for_job", lambda *a, **k: counted(waiting, most_waiting, wait_for_job, *a, **k))
+    outcome = writes.write_stream(hook, SUBSCRIBER, frames(audience, 4, 1500), external_id=KEY, columns=COLUMNS)
+
+    assert (outcome.created, outcome.failed) == (5940, 60)
+    assert most[0] == 1  # never two at once
+    assert most_waiting[0] == 2  # both jobs were in Salesforce together
