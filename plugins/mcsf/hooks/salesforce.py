@@ -864,19 +864,24 @@ def _csv_lines(columns: list[Any]) -> Any:
     their bytes): cells joined by commas, a cell in double quotes only when it holds a comma, a
     double quote (doubled) or a line break (Salesforce trims nothing, so nothing else needs them),
     LF after every row. Quoting every cell would add two bytes a cell: a tenth of a subscriber row,
-    and a Bulk job per audience."""
+    and a Bulk job per audience. Large strings (64-bit offsets): a frame's CSV may pass 2 GB."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    text = pa.large_string()
+    quote, lf, none, comma = (pa.scalar(v, text) for v in ('"', "\n", "", ","))
+
     def cell(column: Any) -> Any:
+        column = column.cast(text)
         needs = pc.match_substring_regex(column, _NEEDS_QUOTES)
         if not pc.any(needs).as_py():  # most columns (ids, keys, emails): used as they are, no copy
             return column
-        return pc.if_else(needs, pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', ""),
-                          column)
+        doubled = pc.replace_substring(column, '"', '""')
+        return pc.if_else(needs, pc.binary_join_element_wise(quote, doubled, quote, none), column)
 
     cells = [cell(c) for c in columns]
-    cells[-1] = pc.binary_join_element_wise(cells[-1], "\n", "")  # the LF: one column copied, not every line
-    return pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
+    cells[-1] = pc.binary_join_element_wise(cells[-1], lf, none)  # the LF: one column copied, not every line
+    return pc.binary_join_element_wise(*cells, comma) if len(cells) > 1 else cells[0]
 
 
 def _data(lines: Any) -> Any:
