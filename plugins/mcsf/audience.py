@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from mcsf.report import log_summary
 from mcsf.staging import Stage, Window
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from mcsf.config import AudienceMapping
 
@@ -240,12 +240,10 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
 
             lists = audience["lists"] or _account_audiences(mc, mapping, stage)
             # The run's audiences extract one after another: the first one's describes serve the rest.
-            shared = stage.run_shared()
-            sf.remember_describes(shared.read_json("sf_describes", {}))
-            _raise_on_problems(run_preflight([mapping], mc, sf, create_merge_fields=not audience["dry_run"],
-                                             deep={mapping.audience_id}, lists=lists))
-            _stage_metadata(mc, sf, mapping, stage)
-            shared.write_json("sf_describes", sf.describes)
+            with shared_in_run(stage, "sf_describes", sf.remember_describes, lambda: sf.describes):
+                _raise_on_problems(run_preflight([mapping], mc, sf, create_merge_fields=not audience["dry_run"],
+                                                 deep={mapping.audience_id}, lists=lists))
+                _stage_metadata(mc, sf, mapping, stage)
         else:  # nothing to map: no describes needed
             stage.write_json("describes", {})
     log.info("SUMMARY extract %s %s: %s members (%s), %s segments, %s Salesforce subscribers known, requests %s",
@@ -325,14 +323,20 @@ def validate(audience: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def shared_job_rates(sf: Any, stage: Stage) -> Iterator[None]:
+def shared_in_run(stage: Stage, name: str, remember: Callable[[Any], None], held: Callable[[], Any]) -> Iterator[None]:
+    """Around a task's work: ``remember`` what the run's earlier tasks left as ``name`` (JSON in the
+    run's shared stage; ``{}`` at first), then leave ``held()`` there for the next ones."""
+    shared = stage.run_shared()
+    remember(shared.read_json(name, {}))
+    yield
+    shared.write_json(name, held())
+
+
+def shared_job_rates(sf: Any, stage: Stage) -> AbstractContextManager[None]:
     """Around a task's Bulk work: start from the speeds the run's earlier tasks learnt
     (:attr:`McsfSalesforceHook.job_rates`) and leave this task's for the next ones, so each task
     process times its first Bulk polls by the org's speed, not by a first guess."""
-    shared = stage.run_shared()
-    sf.remember_job_rates(shared.read_json("sf_job_rates", {}))
-    yield
-    shared.write_json("sf_job_rates", sf.job_rates)
+    return shared_in_run(stage, "sf_job_rates", sf.remember_job_rates, lambda: sf.job_rates)
 
 
 def load_people(audience: dict[str, Any]) -> dict[str, Any]:
