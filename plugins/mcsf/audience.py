@@ -307,14 +307,17 @@ def validate(audience: dict[str, Any]) -> dict[str, Any]:
     mapped = stage.read("mapped")
     describes = stage.read_json("describes")
     verdict = validate_rows(mapped, subscriber_rules(mapping, describes))
-    stage.write("valid", verdict.passed)
+    stopped = bool(verdict.total) and verdict.reject_share > mapping.max_reject_share
+    # A stopped audience stages no rows: the run's other audiences must not leave it a new Lead to
+    # create, or a field value to offer, that it will never write.
+    stage.write("valid", verdict.passed.iloc[:0] if stopped else verdict.passed)
     stage.write("rejects_validate", rejects_frame(SUBSCRIBER, verdict.rejected[SUBSCRIBER_KEY], "validate",
                                                   verdict.rejected["_reason"]))
     counts = {"passed": len(verdict.passed), "rejected": len(verdict.rejected),
               "reject_reasons": dict(verdict.failures), "reject_share": round(verdict.reject_share, 4)}
     log.info("SUMMARY validate %s %s: %s passed, %s rejected (%s)", mapping.label, window, counts["passed"],
              counts["rejected"], ", ".join(f"{r} ×{n}" for r, n in verdict.top_reasons(5)) or "none")
-    if verdict.total and verdict.reject_share > mapping.max_reject_share:
+    if stopped:
         raise AirflowFailException(
             f"{mapping.label}: {verdict.reject_share:.1%} of rows rejected, above max_reject_share "
             f"{mapping.max_reject_share:.1%} in {mapping.source_file}; nothing was written for this audience. "

@@ -17,10 +17,21 @@ import pandas as pd
 
 from mcsf import load as writes
 from mcsf import lookup
-from mcsf.leads import LEAD_KEY, LEAD_REF, best_match, field_updates, new_lead_emails, opt_out_updates, plan_people
+from mcsf.leads import (
+    LEAD_KEY,
+    LEAD_REF,
+    best_match,
+    field_updates,
+    new_lead_emails,
+    opt_out_updates,
+    outranked,
+    plan_people,
+)
 from mcsf.mapping import AUDIENCE_REF, SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, diff, isin
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mcsf.config import AudienceMapping
     from mcsf.hooks.salesforce import McsfSalesforceHook
     from mcsf.staging import Stage, Window
@@ -71,7 +82,8 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
     sf_types = _sf_types(stage)
     people_cols = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
     plan = plan_people(valid, valid[people_cols], stage.read("sf_contacts"), stage.read("sf_leads"), mapping, sf_types,
-                       created_elsewhere=_created_by_earlier_audiences(stage, mapping, valid["_email_norm"]))
+                       created_elsewhere=_created_by_earlier_audiences(stage, mapping, valid["_email_norm"]),
+                       rivals=_rivals(stage, mapping, valid))
     outcomes["Lead (create)"] = writes.write(sf, "Lead", plan.lead_creates, external_id=LEAD_KEY, stage=stage,
                                              dry_run=dry)
     outcomes["Lead (update)"] = writes.write(sf, "Lead", plan.lead_updates, external_id=None, stage=stage, dry_run=dry)
@@ -86,6 +98,9 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
         creates.rejects = creates.rejects.assign(key=creates.rejects["key"].map(subscriber_of))
         links.loc[refused, LEAD_REF] = None
     stage.write("links", links.reset_index(drop=True))
+    # what phase 2 of the run's other audiences may link to (they look up no other new Lead)
+    stage.write("leads_created", links.loc[links[LEAD_REF].notna(), [LEAD_REF]].drop_duplicates()
+                .rename(columns={LEAD_REF: LEAD_KEY}).reset_index(drop=True))
     lead_rejects = plan.rejects.assign(object="Lead", key=valid.loc[plan.rejects.index, SUBSCRIBER_KEY],
                                        step="leads").rename(columns={"_reason": "reason"})[writes.REJECT_COLUMNS]
     stage.write("rejects_people", pd.concat([lead_rejects, *(o.rejects for o in outcomes.values())], ignore_index=True))
@@ -113,7 +128,7 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
     valid = stage.read("valid")
     links = stage.read("links")
     links.index = valid.index
-    links, late_updates = _link_leads_made_elsewhere(reader, mapping, valid, links, _sf_types(stage))
+    links, late_updates = _link_leads_made_elsewhere(reader, mapping, stage, valid, links)
     outcomes: dict[str, writes.Outcome] = {
         "Lead (update)": writes.write(sf, "Lead", late_updates, external_id=None, stage=stage, dry_run=dry)}
     subscribers_sf = stage.read("sf_subscribers")
@@ -167,37 +182,67 @@ def load_subscribers(mapping: AudienceMapping, window: Window, stage: Stage, peo
     return counts
 
 
-def _created_by_earlier_audiences(stage: Stage, mapping: AudienceMapping, emails: pd.Series) -> pd.Series:
-    """Of ``emails``, those whose new Lead an audience of this run ordered before this one (by id)
-    creates. One audience creates each new Lead — the same one whatever order the mapped tasks
-    run in — and the others link to it in phase 2, updating it by their fields' policies (the end
-    state of a first load is then the one later runs keep; a Lead that audience failed to create
-    is not found there, and the subscriber loads unlinked).
+def _run_audiences(stage: Stage, mapping: AudienceMapping) -> Iterator[tuple[AudienceMapping, Stage]]:
+    """The run's other audiences, by id: their mapping and stage.
 
     Every audience's validated rows and lookups are staged before any load_people starts (the DAG
-    expands load_people over validate's results); what the earlier audience would create is
-    :func:`mcsf.leads.new_lead_emails` of its own rows, mapping and lookups.
+    expands load_people over validate's results). The run's audiences are those preflight chose
+    (the run's shared ``audiences``), not whatever an earlier run of the window left staged.
     """
     from pathlib import Path
 
     from mcsf.config import load_mapping
 
     run = stage.run_shared().read_json("audiences", {})  # written by preflight: {audience id: mapping file}
+    for other_id in sorted(i for i in run if i != mapping.audience_id):
+        yield load_mapping(Path(run[other_id])), stage.sibling(other_id)
+
+
+def _rows_for(staged: Stage, emails: pd.Series, columns: list[str]) -> pd.DataFrame:
+    """An audience's validated rows for ``emails``: ``_email_norm``, ``Last_Changed__c`` and those
+    of ``columns`` it has."""
+    rows = staged.read("valid", list(dict.fromkeys(["_email_norm", "Last_Changed__c", *columns])))
+    return rows[isin(rows["_email_norm"], emails)] if len(rows) else rows
+
+
+def _rivals(stage: Stage, mapping: AudienceMapping, valid: pd.DataFrame) -> pd.DataFrame:
+    """The run's other audiences' values for this audience's people and fields, with their
+    audience id and change time: who offers each field is decided by :func:`mcsf.leads.outranked`."""
+    people_cols = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
+    if not people_cols:
+        return pd.DataFrame()
+    frames = [_rows_for(staged, valid["_email_norm"], people_cols).assign(_audience=other.audience_id)
+              for other, staged in _run_audiences(stage, mapping)]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _created_by_earlier_audiences(stage: Stage, mapping: AudienceMapping, emails: pd.Series) -> pd.Series:
+    """Of ``emails``, those whose new Lead an audience of this run ordered before this one (by id)
+    creates. One audience creates each new Lead — the same one whatever order the mapped tasks
+    run in — and the others link to it in phase 2, updating it by their fields' policies (the end
+    state of a first load is then the one later runs keep; a Lead that audience failed to create
+    is not found there, and the subscriber loads unlinked). What the earlier audience would create
+    is :func:`mcsf.leads.new_lead_emails` of its own rows, mapping and lookups.
+    """
     found: list[pd.Series] = []
-    for other_id in sorted(i for i in run if i < mapping.audience_id):
-        other = load_mapping(Path(run[other_id]))
-        if not other.leads.create:
+    for other, staged in _run_audiences(stage, mapping):
+        if other.audience_id > mapping.audience_id or not other.leads.create:
             continue
-        staged = stage.sibling(other_id)
-        columns = ["_email_norm", SUBSCRIBER_KEY, "Status__c", "Last_Changed__c",
-                   *(f"Lead.{name}" for name in other.lead_fields().values())]
-        rows = staged.read("valid", columns)
-        rows = rows[isin(rows["_email_norm"], emails)] if len(rows) else rows
-        if rows.empty:
-            continue
-        people = rows[[c for c in rows.columns if c.startswith("Lead.")]]
-        found.append(new_lead_emails(rows, people, staged.read("sf_contacts"), staged.read("sf_leads"), other))
+        lead_cols = [f"Lead.{name}" for name in other.lead_fields().values()]
+        rows = _rows_for(staged, emails, [SUBSCRIBER_KEY, "Status__c", *lead_cols])
+        if len(rows):
+            people = rows[[c for c in rows.columns if c.startswith("Lead.")]]
+            found.append(new_lead_emails(rows, people, staged.read("sf_contacts"), staged.read("sf_leads"), other))
     return pd.concat(found, ignore_index=True) if found else pd.Series([], dtype=object)
+
+
+def _leads_created_by_others(stage: Stage, mapping: AudienceMapping) -> pd.Series:
+    """The emails (matching form) whose Lead another audience of the run created in phase 1 (or
+    would have, on a dry run), as they staged them (``leads_created``)."""
+    made = [staged.read("leads_created", [LEAD_KEY]) for _, staged in _run_audiences(stage, mapping)]
+    made = [m[LEAD_KEY] for m in made if len(m)]
+    return pd.concat(made, ignore_index=True) if made else pd.Series([], dtype=object)
 
 
 def _sf_types(stage: Stage) -> dict[str, dict[str, str]]:
@@ -225,15 +270,17 @@ def _other_audiences(stage: Stage, subscribers_sf: pd.DataFrame, list_id: str) -
     return merged.drop_duplicates(SUBSCRIBER_KEY, keep="last")
 
 
-def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapping, valid: pd.DataFrame,
-                               links: pd.DataFrame, sf_types: dict[str, dict[str, str]]
-                               ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Link unlinked subscribers to Leads another audience created in phase 1 of this run, and
-    plan this audience's field updates for them (as if they had been matched in phase 1).
+def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapping, stage: Stage,
+                               valid: pd.DataFrame, links: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Link unlinked subscribers to Leads another audience of the run created in phase 1, and plan
+    this audience's field updates for them (as if they had been matched in phase 1).
 
-    Returns the links and the Lead updates.
+    Only the emails those audiences staged are looked up: a first sync's unsubscribed newcomers
+    (no Lead, none created) cost no request. Returns the links and the Lead updates.
     """
     loose = links["Lead__c"].isna() & links["Contact__c"].isna() & links[LEAD_REF].isna()
+    if loose.any():
+        loose &= isin(valid["_email_norm"], _leads_created_by_others(stage, mapping))
     if not loose.any():
         return links, pd.DataFrame(columns=["Id"])
     found = lookup.fetch_by_values(reader, "Lead", ["Email", "LastModifiedDate", "HasOptedOutOfEmail",
@@ -247,7 +294,9 @@ def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapp
     linked.loc[loose, "Lead__c"] = ids
     hit = ids.dropna().index
     people = valid.loc[hit, [c for c in valid.columns if c.startswith("Lead.")]]
-    return linked, field_updates(valid.loc[hit], people, ids[hit], best, "Lead", mapping, sf_types)
+    people = people.mask(outranked(valid.loc[hit], people, _rivals(stage, mapping, valid.loc[hit]),
+                                   mapping.audience_id))
+    return linked, field_updates(valid.loc[hit], people, ids[hit], best, "Lead", mapping, _sf_types(stage))
 
 
 def _segments(reader: McsfSalesforceHook, sf: McsfSalesforceHook | None, mapping: AudienceMapping,

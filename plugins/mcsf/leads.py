@@ -18,7 +18,11 @@ Rules (documented in the README, tested in tests/plugins/mcsf/test_leads.py):
   ``LastName`` or ``Company`` is rejected with the reason.
 - **Updating.** Mapped fields flow Mailchimp -> Salesforce when their direction says so;
   ``overwrite: always`` replaces a different value, ``if_blank`` fills only an empty one. A blank
-  Mailchimp value never clears Salesforce data. Only fields that change are sent.
+  Mailchimp value never clears Salesforce data. Only fields that change are sent. When several
+  audiences of a run hold a value for the same person's field, the latest-changed subscriber's
+  offers it (ties: the smallest audience id) under its own audience's policy, and the others
+  leave that field alone: the end state does not depend on the order their tasks run in.
+  (A new Lead is still created with its creating audience's values; the winner updates it after.)
 - **Opting out.** ``HasOptedOutOfEmail`` is set (never cleared: an opt-out may have come from
   elsewhere) by ``opt_out_policy``: ``any_audience`` — unsubscribed or cleaned here;
   ``all_audiences`` — and in every other audience Salesforce knows the email in; ``never``.
@@ -82,6 +86,7 @@ def plan_people(
     mapping: AudienceMapping,
     sf_types: dict[str, dict[str, str]],
     created_elsewhere: Collection[str] = (),
+    rivals: pd.DataFrame | None = None,
 ) -> LeadPlan:
     """Decide links, creates and updates for one audience's changed subscribers.
 
@@ -95,6 +100,8 @@ def plan_people(
     :param created_elsewhere: emails (matching form) whose new Lead another audience of the run
         creates (:func:`new_lead_emails` of theirs): not created here too, and left unlinked for
         phase 2 of the load to link
+    :param rivals: the run's other audiences' rows for these emails (:func:`outranked`): fields
+        they hold with priority are not updated from here
     """
     contact_match, lead_match, contact_ids, lead_ids = _matches(subscribers["_email_norm"], contacts, leads)
     email = subscribers["_email_norm"]
@@ -114,10 +121,11 @@ def plan_people(
         created_ok &= ~isin(email, created_elsewhere)
     links.loc[created_ok, LEAD_REF] = email[created_ok]
 
-    contact_updates = field_updates(subscribers[has_contact], people[has_contact], contact_ids[has_contact],
-                               contact_match, "Contact", mapping, sf_types)
-    lead_updates = field_updates(subscribers[has_lead], people[has_lead], lead_ids[has_lead],
-                            lead_match, "Lead", mapping, sf_types)
+    offered = people.mask(outranked(subscribers, people, rivals, mapping.audience_id))
+    contact_updates = field_updates(subscribers[has_contact], offered[has_contact], contact_ids[has_contact],
+                                    contact_match, "Contact", mapping, sf_types)
+    lead_updates = field_updates(subscribers[has_lead], offered[has_lead], lead_ids[has_lead],
+                                 lead_match, "Lead", mapping, sf_types)
     counts = {
         "contacts_linked": int(has_contact.sum()),
         "leads_linked": int(has_lead.sum()),
@@ -128,6 +136,37 @@ def plan_people(
         "leads_to_update": len(lead_updates),
     }
     return LeadPlan(links, creates, lead_updates, contact_updates, rejects, counts)
+
+
+def outranked(subscribers: pd.DataFrame, people: pd.DataFrame, rivals: pd.DataFrame | None,
+              audience_id: str) -> pd.DataFrame:
+    """Where another audience of the run offers the same person's field with priority: True cells,
+    shaped like ``people``.
+
+    A rival wins a field when it holds a value for it and its subscriber changed later, or at the
+    same time and its audience id is smaller. Every audience of the run computes the same winner
+    from the same staged rows, so exactly one of them offers each value.
+
+    :param subscribers: ``_email_norm`` and ``Last_Changed__c``, same index as ``people``
+    :param rivals: the other audiences' rows: ``_email_norm``, ``Last_Changed__c``, ``_audience``
+        and their ``Lead.X``/``Contact.X`` values (None or empty: nobody else)
+    """
+    beaten = pd.DataFrame(False, index=people.index, columns=people.columns)
+    if rivals is None or rivals.empty or people.empty:
+        return beaten
+    email = subscribers["_email_norm"]
+    mine = subscribers["Last_Changed__c"].fillna("").astype(str)
+    for column in people.columns.intersection(rivals.columns):
+        held = rivals[rivals[column].notna()]
+        if held.empty:
+            continue
+        held = held.assign(_changed=held["Last_Changed__c"].fillna("").astype(str))
+        best = (held.sort_values(["_changed", "_audience"], ascending=[False, True])
+                .drop_duplicates("_email_norm").set_index("_email_norm"))
+        changed, audience = email.map(best["_changed"]), email.map(best["_audience"])
+        beaten[column] = (changed.notna() & ((changed > mine) | ((changed == mine) & (audience < audience_id)))
+                          ).to_numpy(dtype=bool)
+    return beaten
 
 
 def new_lead_emails(subscribers: pd.DataFrame, people: pd.DataFrame, contacts: pd.DataFrame, leads: pd.DataFrame,

@@ -329,3 +329,49 @@ def test_a_new_person_in_two_audiences_gets_one_lead_written_once_by_the_same_au
     assert links["Lead__c"].tolist() == [leads["Id"][0]] * 2
     assert (by_id[first]["leads_created"], by_id[second]["leads_created"]) == (1, 0)
     assert by_id[second]["leads_created_by_another_audience"] == 1
+
+
+@pytest.mark.parametrize("order", ["by id", "reversed"])
+def test_audiences_changing_one_persons_field_in_one_run_agree_on_the_latest_change(env, loaded, order):
+    """Two audiences hold the same Lead and both change its ``overwrite: always`` first name in one
+    hour: the later change wins, whichever audience's load_people runs last (mapped tasks run side
+    by side, in any order), and the other audience leaves that field alone."""
+    from mcsf import audience
+
+    first, second = sorted(env.lists)
+    offset = 92 if order == "by id" else 94
+    people = {f"p.{order[:2]}@example.org": first, f"q.{order[:2]}@example.org": second}  # email -> changed later
+    always = mapping_yaml("{list_id}").replace("    contact_field: FirstName\n",
+                                               "    contact_field: FirstName\n    overwrite: always\n")
+    for list_id in env.lists:
+        env.write_mapping(list_id, always.replace("{list_id}", list_id))
+    try:
+        start, _ = hour(offset)
+        seed = (start + timedelta(minutes=5)).isoformat()
+        for list_id in env.lists:
+            change_members(env, list_id, [{"email_address": e, "status": "subscribed", "last_changed": seed,
+                                           "merge_fields": {"FNAME": "Seed", "LNAME": "Twice"}} for e in people])
+        env.run(*hour(offset))  # the first audience creates both Leads, the second links to them
+        start, end = hour(offset + 1)
+        for list_id in env.lists:
+            change_members(env, list_id, [
+                {"email_address": e, "last_changed": (start + timedelta(minutes=40 if later == list_id else 10)
+                                                      ).isoformat(),
+                 "merge_fields": {"FNAME": f"From{'First' if list_id == first else 'Second'}", "LNAME": "Twice"}}
+                for e, later in people.items()])
+        with env.active():
+            ready = audience.preflight(start, end)
+            for step in (audience.extract, audience.map_, audience.validate):
+                ready = [step(a) for a in ready]
+            ready = [audience.load_people(a) for a in (ready if order == "by id" else reversed(ready))]
+            for a in ready:
+                audience.load_subscribers(a)
+            leads = env.salesforce().query_frame(
+                "SELECT MC_Email_Key__c, FirstName FROM Lead WHERE MC_Email_Key__c IN ('"
+                + "', '".join(people) + "')")
+        got = dict(zip(leads["MC_Email_Key__c"], leads["FirstName"], strict=True))
+        assert got == {e: "FromFirst" if later == first else "FromSecond" for e, later in people.items()}
+        assert totals(env.run(start, end), "updated") == 0  # the interval again: nothing moves
+    finally:
+        for list_id in env.lists:
+            env.write_mapping(list_id, mapping_yaml(list_id))

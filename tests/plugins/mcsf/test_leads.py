@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mcsf.config import AudienceMapping
-from mcsf.leads import LEAD_REF, best_match, new_lead_emails, opt_out_updates, plan_people
+from mcsf.leads import LEAD_REF, best_match, new_lead_emails, opt_out_updates, outranked, plan_people
 
 TYPES = {"Lead": {"FirstName": "string", "LastName": "string", "Phone": "phone"},
          "Contact": {"FirstName": "string", "LastName": "string", "Phone": "phone"}}
@@ -115,7 +115,7 @@ def test_overwrite_policies_and_blank_never_clears():
 
 def test_if_blank_fills_an_empty_field():
     s, p = subs(("c@x.io", "subscribed", {"FirstName": "Old", "Phone": "999"}))
-    contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", {"FirstName": "Old", "Phone": None}))
+    contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", {"FirstName": "Old", "LastName": "Lovelace", "Phone": None}))
     plan = plan_people(s, p, contact, NONE, mapping(), TYPES)
     assert plan.contact_updates.to_dict("records") == [{"Id": "003C", "Phone": "999"}]
 
@@ -160,3 +160,43 @@ def test_a_lead_another_audience_creates_is_linked_not_created_again():
     assert pd.isna(plan.links[LEAD_REF][0])  # linked in phase 2, to the Lead the other audience made
     assert plan.counts["leads_created_by_another_audience"] == 1
     assert new_lead_emails(s, p, NONE, NONE, mapping(leads={"create": False})).empty
+
+
+def rivals(*rows):
+    """Other audiences' rows: (audience, email, changed minute, {field: value})."""
+    return pd.DataFrame([
+        {"_audience": audience, "_email_norm": email, "Last_Changed__c": f"2026-11-20T09:{minute:02d}:00.000Z",
+         **{f"Lead.{k}": v for k, v in values.items()}}
+        for audience, email, minute, values in rows
+    ])
+
+
+def test_the_latest_changed_audience_offers_a_field_and_ties_go_to_the_smaller_id():
+    # subs() stamps row i at minute i: ada at 09:00, bob at 09:01, cy at 09:02
+    s, p = subs(("ada@x.io", "subscribed", ADA), ("bob@x.io", "subscribed", ADA), ("cy@x.io", "subscribed", ADA))
+    beaten = outranked(s, p, rivals(("L0", "ada@x.io", 0, {"FirstName": "Tie"}),      # same time, smaller id
+                                    ("L9", "bob@x.io", 5, {"FirstName": "Later"}),    # changed later
+                                    ("L9", "bob@x.io", 5, {"Phone": None}),           # holds no value: no claim
+                                    ("L0", "cy@x.io", 1, {"FirstName": "Earlier"}),   # changed earlier
+                                    ("L0", "nobody@x.io", 9, {"FirstName": "X"})), "L1")
+    assert beaten["Lead.FirstName"].tolist() == [True, True, False]
+    assert not beaten["Lead.Phone"].any() and not beaten["Contact.FirstName"].any()
+    assert beaten.index.equals(p.index)
+    # the same tie seen from the smaller id: it keeps the field
+    assert not outranked(s, p, rivals(("L5", "ada@x.io", 0, {"FirstName": "Tie"})), "L1")["Lead.FirstName"].any()
+    assert not outranked(s, p, None, "L1").to_numpy().any()
+
+
+def test_an_outranked_field_is_left_to_the_other_audience_and_the_rest_still_updates():
+    s, p = subs(("ada@x.io", "subscribed", {**ADA, "FirstName": "Mine"}))
+    lead = records(("00QL", "ada@x.io", "2026-11-01T00:00:00.000Z", {"FirstName": "Old", "LastName": "Lovelace", "Phone": None}))
+    alone = plan_people(s, p, NONE, lead, mapping(), TYPES)
+    assert alone.lead_updates.to_dict("records") == [{"Id": "00QL", "FirstName": "Mine", "Phone": "123"}]
+    shared = plan_people(s, p, NONE, lead, mapping(), TYPES,
+                         rivals=rivals(("L7", "ada@x.io", 30, {"FirstName": "Theirs", "LastName": "Lovelace"})))
+    assert shared.lead_updates.to_dict("records") == [{"Id": "00QL", "Phone": "123"}]
+    # a new Lead keeps its creating audience's values (the winner updates it after)
+    s2, p2 = subs(("new@x.io", "subscribed", {**ADA, "FirstName": "Mine"}))
+    made = plan_people(s2, p2, NONE, NONE, mapping(), TYPES,
+                       rivals=rivals(("L7", "new@x.io", 30, {"FirstName": "Theirs"})))
+    assert made.lead_creates["FirstName"].tolist() == ["Mine"]
