@@ -35,7 +35,6 @@ class Outcome:
     updated: int = 0
     failed: int = 0
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
-    succeeded: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def add(self, other: Outcome) -> Outcome:
         return Outcome(
@@ -77,13 +76,14 @@ def write(
         if stage is not None:
             stage.write(f"would_write_{object_name}", body)
         return _would_write(frame)
-    result = sf.upsert(object_name, external_id, body) if external_id else sf.update(object_name, body)
+    # counts and refusals are all a load keeps: no echo of the sent rows (a copy of a Bulk job's frame)
+    result = sf.upsert(object_name, external_id, body, echo=False) if external_id \
+        else sf.update(object_name, body, echo=False)
     created = result.successes["sf__Created"].astype(str).str.lower().eq("true") if len(result.successes) else []
     outcome = Outcome(
         created=int(sum(created)),
         updated=len(result.successes) - int(sum(created)),
         failed=len(result.failures),
-        succeeded=result.successes,
     )
     if len(result.failures):
         keys = result.failures[key] if key in result.failures else result.failures.get("sf__Id", pd.Series(dtype=str))
@@ -177,9 +177,9 @@ def delete(sf: McsfSalesforceHook | None, object_name: str, ids: list[str], *, d
     if not ids:
         return Outcome()
     if dry_run or sf is None:
-        return Outcome(updated=0, created=0, failed=0, succeeded=pd.DataFrame({"sf__Id": ids}))
+        return Outcome()
     result = sf.delete(object_name, ids)
-    outcome = Outcome(failed=len(result.failures), succeeded=result.successes)
+    outcome = Outcome(failed=len(result.failures))
     if len(result.failures):
         outcome.rejects = rejects_frame(object_name, result.failures["sf__Id"], "delete",
                                         "Salesforce refused: " + result.failures["sf__Error"].astype(str))

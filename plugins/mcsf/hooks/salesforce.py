@@ -453,6 +453,7 @@ class McsfSalesforceHook(SalesforceHook):
         *,
         row_retries: int = 3,
         via: Via = "auto",
+        echo: bool = True,
     ) -> WriteResult:
         """Insert or update rows matched on an external id.
 
@@ -461,13 +462,16 @@ class McsfSalesforceHook(SalesforceHook):
         :param frame: one row per record (see the module docstring for conventions)
         :param row_retries: re-submissions of rows that failed with a transient row error
         :param via: ``"auto"`` (fewest requests), ``"composite"`` or ``"bulk"``
+        :param echo: False: ``successes`` holds only ``sf__Id`` and ``sf__Created`` (no copy of a
+            million sent rows when only counts and refusals are wanted); failures keep every column
         """
         if external_id_field not in frame.columns:
             raise ValueError(f"upsert of {object_name}: the frame has no column {external_id_field!r}")
-        return self._write("upsert", object_name, frame, external_id_field, row_retries, via)
+        return self._write("upsert", object_name, frame, external_id_field, row_retries, via, echo)
 
     def update(
-        self, object_name: str, frame_with_Id: pd.DataFrame, *, row_retries: int = 3, via: Via = "auto"
+        self, object_name: str, frame_with_Id: pd.DataFrame, *, row_retries: int = 3, via: Via = "auto",
+        echo: bool = True,
     ) -> WriteResult:
         """Update rows by ``Id``.
 
@@ -475,10 +479,11 @@ class McsfSalesforceHook(SalesforceHook):
         :param frame_with_Id: one row per record, with an ``Id`` column
         :param row_retries: re-submissions of rows that failed with a transient row error
         :param via: ``"auto"``, ``"composite"`` or ``"bulk"``
+        :param echo: as for :meth:`upsert`
         """
         if "Id" not in frame_with_Id.columns:
             raise ValueError(f"update of {object_name}: the frame has no Id column")
-        return self._write("update", object_name, frame_with_Id, None, row_retries, via)
+        return self._write("update", object_name, frame_with_Id, None, row_retries, via, echo)
 
     def insert(
         self, object_name: str, frame: pd.DataFrame, *, row_retries: int = 3, via: Via = "auto"
@@ -514,30 +519,31 @@ class McsfSalesforceHook(SalesforceHook):
         external_id_field: str | None,
         row_retries: int,
         via: Via,
+        echo: bool = True,
     ) -> WriteResult:
+        import numpy as np
+
         requests_before = self.requests_used.of_this_thread()
         n = len(frame)
-        ids: list[str | None] = [None] * n
-        created = [False] * n
-        errors: list[str | None] = [None] * n
-        todo, retried, used_bulk = list(range(n)), 0, False
+        rows = _Rows.empty(n)  # one array per outcome column, not a tuple per row (a Bulk job is a million)
+        todo, retried, used_bulk = np.arange(n), 0, False
         for round_ in range(row_retries + 1):
-            if not todo:
+            if not len(todo):
                 break
-            part = frame.iloc[todo]
+            part = frame if len(todo) == n else frame.iloc[todo]  # no copy of a whole frame
             use_bulk = via == "bulk" or (
                 via == "auto" and math.ceil(len(part) / COMPOSITE_BATCH) > BULK_JOB_REQUESTS
             )
             used_bulk |= use_bulk
             write = self._bulk_write if use_bulk else self._composite_write
-            again = []
-            for pos, (record_id, was_created, error) in zip(
-                todo, write(operation, object_name, part, external_id_field), strict=True
-            ):
-                ids[pos], created[pos], errors[pos] = record_id, was_created, error
-                if error and round_ < row_retries and _error_code(error) in TRANSIENT_ROW_ERRORS:
-                    again.append(pos)
-            if again:
+            got = write(operation, object_name, part, external_id_field)
+            if len(got) != len(todo):
+                raise RuntimeError(f"{operation} {object_name}: {len(got)} outcomes for {len(todo)} rows")
+            rows.put(todo, got)
+            failed = np.flatnonzero(got.errors != None)  # noqa: E711 - elementwise
+            again = todo[[i for i in failed if _error_code(got.errors[i]) in TRANSIENT_ROW_ERRORS]] \
+                if round_ < row_retries else todo[:0]
+            if len(again):
                 retried += len(again)
                 self.log.warning(
                     "%s %s: %s rows failed with a transient error (row lock); re-submitting",
@@ -547,7 +553,7 @@ class McsfSalesforceHook(SalesforceHook):
                 )
                 time.sleep(min(self.row_retry_backoff_seconds * 2**round_, 5.0))
             todo = again
-        result = _result_frames(frame, ids, created, errors, self.requests_used.of_this_thread() - requests_before)
+        result = _result_frames(frame, rows, self.requests_used.of_this_thread() - requests_before, echo)
         self.log.info(
             "%s %s%s: %s rows via %s; %s succeeded (%s created), %s failed; %s rows re-submitted after "
             "transient errors; %s requests",
@@ -566,7 +572,7 @@ class McsfSalesforceHook(SalesforceHook):
 
     def _composite_write(
         self, operation: Operation, object_name: str, part: pd.DataFrame, external_id_field: str | None
-    ) -> list[tuple[str | None, bool, str | None]]:
+    ) -> _Rows:
         """sObject Collections, 200 rows per request, ``allOrNone=false``; results come in row order."""
         outcomes: list[tuple[str | None, bool, str | None]] = []
         for start in range(0, len(part), COMPOSITE_BATCH):
@@ -604,7 +610,7 @@ class McsfSalesforceHook(SalesforceHook):
                     outcomes.append((item.get("id"), was_created, None))
                 else:
                     outcomes.append((item.get("id"), False, _format_errors(item.get("errors") or [])))
-        return outcomes
+        return _Rows.of(outcomes)
 
     def bulk_rows_per_job(self, frame: pd.DataFrame, *, sample: int = 10_000, spare: float = 0.08) -> int:
         """About how many rows like ``frame``'s fill one Bulk 2.0 upload (:data:`BULK_MAX_UPLOAD_BYTES`
@@ -622,7 +628,7 @@ class McsfSalesforceHook(SalesforceHook):
 
     def _bulk_write(
         self, operation: Operation, object_name: str, part: pd.DataFrame, external_id_field: str | None
-    ) -> list[tuple[str | None, bool, str | None]]:
+    ) -> _Rows:
         """Bulk 2.0 ingest: one job per <= 100 MB of CSV; results matched back to rows by content.
 
         The CSV stays in Arrow buffers (a job's upload is one copy of them), not a Python string
@@ -635,14 +641,16 @@ class McsfSalesforceHook(SalesforceHook):
         import pyarrow.compute as pc
 
         header = ["Id"] if operation == "delete" else [str(c) for c in part.columns]
+        # what tells a job's rows apart in its results: the upsert's external id, or the Id
+        key = external_id_field if operation == "upsert" else "Id" if "Id" in header else None
         if not len(part):
-            return []
+            return _Rows.empty(0)
         with self._bulk_turn:
             head = _csv_lines([pa.array([name], type=pa.string()) for name in header])[0].as_py().encode()
             # Column at a time in pyarrow, not cell by cell: a million rows are a few seconds, not a minute.
             lines = _csv_lines([_csv_column(part[c]) for c in header])
             ends = np.cumsum(pc.binary_length(lines).to_numpy(zero_copy_only=False), dtype=np.int64)
-        outcomes: list[tuple[str | None, bool, str | None]] = []
+        outcomes: list[_Rows] = []
         start = 0
         while start < len(lines):
             done_before = int(ends[start - 1]) if start else 0
@@ -653,9 +661,11 @@ class McsfSalesforceHook(SalesforceHook):
                 job_id = self._bulk_upload(operation, object_name, external_id_field, b"".join((head, _data(job))))
             info = self._wait_for_job("ingest", job_id, rows=len(job))
             with self._bulk_turn:
-                outcomes += self._bulk_results(job_id, info, header, job)
+                keys = _csv_column(part[key].iloc[start:stop]) if key else None
+                outcomes.append(self._bulk_results(job_id, info, header, job, keys, key))
+                del keys
             start = stop
-        return outcomes
+        return _Rows.concat(outcomes)
 
     def _bulk_upload(self, operation: Operation, object_name: str, external_id_field: str | None,
                      body: bytes) -> str:
@@ -679,40 +689,51 @@ class McsfSalesforceHook(SalesforceHook):
             raise
         return job_id
 
-    def _bulk_results(self, job_id: str, info: dict[str, Any], header: list[str],
-                      lines: Any) -> list[tuple[str | None, bool, str | None]]:
-        """A completed job's outcome for each of the ``lines`` it was sent: (id, created, error)."""
+    def _bulk_results(self, job_id: str, info: dict[str, Any], header: list[str], lines: Any,
+                      keys: Any = None, key: str | None = None) -> _Rows:
+        """A completed job's outcome for each of the ``lines`` it was sent.
+
+        Result order is not guaranteed: each result row is found again by what it echoes of the row
+        sent. When the job's ``keys`` (the ``key`` column's cells, as sent) are all different, by
+        that column alone: a result file is then read for three columns and matched on one, not
+        on every cell of a million rows. Otherwise by the whole line, written back into CSV the
+        same way.
+        """
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         failed = int(info.get("numberRecordsFailed") or 0)
         succeeded = int(info.get("numberRecordsProcessed") or 0) - failed
-        # Result order is not guaranteed: find each row again by the values it was sent with,
-        # written back into a CSV line the same way.
-        results, rebuilt = [], []  # (kind, its first two columns), and its rows as sent
+        by_key = keys is not None and pc.count_distinct(keys).as_py() == len(keys)
+        matched_on = [key] if by_key else header
+        results, rebuilt = [], []  # (kind, its first two columns), and the cells matched on, as sent
         for kind, count in (("successfulResults", succeeded), ("failedResults", failed)):
             if count > 0:
                 got = _result_table(self._request("GET", f"jobs/ingest/{job_id}/{kind}",
-                                                  headers={"Accept": "text/csv"}).content)
+                                                  headers={"Accept": "text/csv"}).content, keep=matched_on)
                 if got.num_rows:
                     rebuilt.append(_csv_lines([got.column(c).combine_chunks() if c in got.column_names
-                                               else pa.array([""] * got.num_rows, pa.string()) for c in header]))
+                                               else pa.array([""] * got.num_rows, pa.string()) for c in matched_on]))
                     results.append((kind, got.select([0, 1])))  # the echoed cells can go
                 del got
-        positions = _match_lines(lines, rebuilt)
+        positions = _match_lines(_csv_lines([keys]) if by_key else lines, rebuilt)
         del rebuilt
-        outcomes: list[tuple[str | None, bool, str | None]] = [
-            (None, False, "UNPROCESSED:the row is missing from the job's results")
-        ] * len(lines)
+        outcomes = _Rows.empty(len(lines), error="UNPROCESSED:the row is missing from the job's results")
         unmatched = 0
         for (kind, got), found in zip(results, positions, strict=True):
-            for first, second, pos in zip(got.column(0).to_pylist(), got.column(1).to_pylist(), found.tolist(),
-                                          strict=True):
-                if pos < 0:
-                    unmatched += 1
-                elif kind == "successfulResults":
-                    outcomes[pos] = (first or None, second == "true", None)
-                else:
-                    outcomes[pos] = (first or None, False, second or "UNKNOWN:")
+            hit = found >= 0
+            unmatched += int((~hit).sum())
+            at = found[hit]
+            first = got.column(0).combine_chunks().filter(pa.array(hit))
+            outcomes.ids[at] = pc.if_else(pc.equal(first, ""), None, first).to_numpy(zero_copy_only=False)
+            second = got.column(1).combine_chunks().filter(pa.array(hit))
+            if kind == "successfulResults":
+                outcomes.created[at] = pc.equal(second, "true").fill_null(False).to_numpy(zero_copy_only=False)
+                outcomes.errors[at] = None
+            else:
+                outcomes.created[at] = False
+                outcomes.errors[at] = pc.if_else(pc.equal(second, ""), "UNKNOWN:", second).fill_null(
+                    "UNKNOWN:").to_numpy(zero_copy_only=False)
         if unmatched:
             self.log.warning("Bulk 2.0 job %s: %s result rows matched no submitted row", job_id, unmatched)
         return outcomes
@@ -839,10 +860,13 @@ def _csv_column(values: pd.Series) -> Any:
     return pa.array([_csv_cell(v) for v in raw.tolist()], type=pa.string())
 
 
-def _result_table(content: bytes) -> Any:
+def _result_table(content: bytes, keep: list[str] | None = None) -> Any:
     """A Bulk 2.0 result file (``sf__Id``, ``sf__Created`` or ``sf__Error``, then the columns sent) as a
     pyarrow table of text: every cell a string, empty ones ``""``. Parsed from the bytes as they came
-    (a result of a million rows stays compact, not a frame of Python strings)."""
+    (a result of a million rows stays compact, not a frame of Python strings).
+
+    :param keep: of the columns sent, only these are read (the first two always are)
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -855,7 +879,9 @@ def _result_table(content: bytes) -> Any:
         pa.BufferReader(content),  # no copy of the file
         read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,
+            include_columns=None if keep is None else names[:2] + [n for n in names[2:] if n in keep]),
     )
 
 
@@ -939,19 +965,53 @@ def _error_code(error: str) -> str:
     return error.split(":", 1)[0].strip()
 
 
-def _result_frames(
-    frame: pd.DataFrame,
-    ids: list[str | None],
-    created: list[bool],
-    errors: list[str | None],
-    requests_used: int,
-) -> WriteResult:
-    ok = [i for i, e in enumerate(errors) if e is None]
-    bad = [i for i, e in enumerate(errors) if e is not None]
-    successes = frame.iloc[ok].copy()
-    successes.insert(0, "sf__Created", [created[i] for i in ok])
-    successes.insert(0, "sf__Id", [ids[i] for i in ok])
+@dataclass
+class _Rows:
+    """Per-row outcomes of a write, a numpy array per column: Salesforce id (None: none), created,
+    error (``"CODE:message"``; None: succeeded)."""
+
+    ids: Any
+    created: Any
+    errors: Any
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls, n: int, *, error: str | None = None) -> _Rows:
+        import numpy as np
+
+        return cls(np.full(n, None, dtype=object), np.zeros(n, dtype=bool), np.full(n, error, dtype=object))
+
+    @classmethod
+    def of(cls, outcomes: list[tuple[str | None, bool, str | None]]) -> _Rows:
+        rows = cls.empty(len(outcomes))
+        for i, (record_id, was_created, error) in enumerate(outcomes):
+            rows.ids[i], rows.created[i], rows.errors[i] = record_id, was_created, error
+        return rows
+
+    @classmethod
+    def concat(cls, parts: list[_Rows]) -> _Rows:
+        import numpy as np
+
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("ids", "created", "errors")))
+
+    def put(self, at: Any, other: _Rows) -> None:
+        self.ids[at], self.created[at], self.errors[at] = other.ids, other.created, other.errors
+
+
+def _result_frames(frame: pd.DataFrame, rows: _Rows, requests_used: int, echo: bool = True) -> WriteResult:
+    import numpy as np
+
+    bad = rows.errors != None  # noqa: E711 - elementwise
+    ok = np.flatnonzero(~bad)
+    bad = np.flatnonzero(bad)
+    successes = frame.iloc[ok].copy() if echo else frame.iloc[ok, :0].copy()
+    successes.insert(0, "sf__Created", rows.created[ok])
+    successes.insert(0, "sf__Id", rows.ids[ok])
     failures = frame.iloc[bad].copy()
-    failures.insert(0, "sf__Error", [errors[i] for i in bad])
-    failures.insert(0, "sf__Id", [ids[i] for i in bad])
+    failures.insert(0, "sf__Error", rows.errors[bad])
+    failures.insert(0, "sf__Id", rows.ids[bad])
     return WriteResult(successes=successes, failures=failures, requests=requests_used)

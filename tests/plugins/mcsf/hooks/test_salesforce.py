@@ -329,6 +329,28 @@ def test_insert_update_and_delete(hook: McsfSalesforceHook, loaded: dict[str, An
     assert hook.requests_used["DELETE /composite/sobjects"] == 1
 
 
+def test_bulk_results_find_their_rows_by_key_or_whole_line(hook: McsfSalesforceHook, loaded: dict[str, Any]) -> None:
+    """Results come back by the job's unique key (upsert's external id, update's and delete's Id),
+    or by the whole line when there is none (insert) or it repeats: every row sent gets its own
+    outcome either way."""
+    frame = pd.DataFrame({"LastName": [f"Bulk{i}" for i in range(6)], "Company": ["mcsf"] * 5 + [None]})
+    inserted = hook.insert("Lead", frame, via="bulk")  # no key: whole lines
+    assert sorted(inserted.successes.index) == [0, 1, 2, 3, 4] and inserted.successes["sf__Created"].all()
+    assert inserted.failures.index.tolist() == [5]
+    assert inserted.failures["sf__Error"].iloc[0].startswith("REQUIRED_FIELD_MISSING:")
+    ids = inserted.successes["sf__Id"].sort_index().tolist()
+    found = hook.query_frame("SELECT Id, LastName FROM Lead WHERE LastName LIKE 'Bulk%'")
+    assert dict(zip(found["Id"], found["LastName"], strict=True)) == {i: f"Bulk{n}" for n, i in enumerate(ids)}
+
+    titles = pd.DataFrame({"Id": [ids[0], ids[1], ids[0]], "Title": ["First", "Second", "First"]})  # a repeated Id
+    updated = hook.update("Lead", titles, via="bulk")
+    outcomes = pd.concat([updated.successes["sf__Id"], updated.failures["sf__Id"]]).sort_index()
+    assert outcomes.index.tolist() == [0, 1, 2] and outcomes.tolist() == titles["Id"].tolist()
+    assert not updated.failures["sf__Error"].str.startswith("UNPROCESSED").any()
+    deleted = hook.delete("Lead", ids, via="bulk")
+    assert deleted.successes["sf__Id"].tolist() == ids and deleted.failures.empty
+
+
 def test_lookup_of_thousands_of_values_reads_only_the_matching_rows(
     hook: McsfSalesforceHook, loaded: dict[str, Any]
 ) -> None:
