@@ -98,9 +98,13 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
         creates.rejects = creates.rejects.assign(key=creates.rejects["key"].map(subscriber_of))
         links.loc[refused, LEAD_REF] = None
     stage.write("links", links.reset_index(drop=True))
-    # what phase 2 of the run's other audiences may link to (they look up no other new Lead)
-    stage.write("leads_created", links.loc[links[LEAD_REF].notna(), [LEAD_REF]].drop_duplicates()
-                .rename(columns={LEAD_REF: LEAD_KEY}).reset_index(drop=True))
+    # What phase 2 of the run's other audiences links to: the Leads written here, with their Ids
+    # and the values sent (a Lead created here holds just those; one the create found by its key
+    # is read again there). A dry run creates none.
+    written = creates.succeeded
+    stage.write("leads_created", plan.lead_creates.loc[written.index].assign(
+        Id=written["sf__Id"], _created=written["sf__Created"].astype(str).str.lower().eq("true"))
+        .reset_index(drop=True))
     lead_rejects = plan.rejects.assign(object="Lead", key=valid.loc[plan.rejects.index, SUBSCRIBER_KEY],
                                        step="leads").rename(columns={"_reason": "reason"})[writes.REJECT_COLUMNS]
     stage.write("rejects_people", pd.concat([lead_rejects, *(o.rejects for o in outcomes.values())], ignore_index=True))
@@ -237,12 +241,12 @@ def _created_by_earlier_audiences(stage: Stage, mapping: AudienceMapping, emails
     return pd.concat(found, ignore_index=True) if found else pd.Series([], dtype=object)
 
 
-def _leads_created_by_others(stage: Stage, mapping: AudienceMapping) -> pd.Series:
-    """The emails (matching form) whose Lead another audience of the run created in phase 1 (or
-    would have, on a dry run), as they staged them (``leads_created``)."""
-    made = [staged.read("leads_created", [LEAD_KEY]) for _, staged in _run_audiences(stage, mapping)]
-    made = [m[LEAD_KEY] for m in made if len(m)]
-    return pd.concat(made, ignore_index=True) if made else pd.Series([], dtype=object)
+def _leads_created_by_others(stage: Stage, mapping: AudienceMapping) -> pd.DataFrame:
+    """The Leads the run's other audiences wrote in phase 1, as they staged them (``leads_created``:
+    the key, the values sent, ``Id``, ``_created``)."""
+    made = [staged.read("leads_created") for _, staged in _run_audiences(stage, mapping)]
+    made = [m for m in made if len(m)]
+    return pd.concat(made, ignore_index=True) if made else pd.DataFrame(columns=[LEAD_KEY, "Id", "_created"])
 
 
 def _sf_types(stage: Stage) -> dict[str, dict[str, str]]:
@@ -275,17 +279,24 @@ def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapp
     """Link unlinked subscribers to Leads another audience of the run created in phase 1, and plan
     this audience's field updates for them (as if they had been matched in phase 1).
 
-    Only the emails those audiences staged are looked up: a first sync's unsubscribed newcomers
-    (no Lead, none created) cost no request. Returns the links and the Lead updates.
+    Those audiences staged the Leads they wrote (:func:`load_people`): a Lead they created holds
+    the values they sent and nothing else, so it is not read back; only a Lead their create found
+    already there (by its key) is looked up. A first sync's thousands of shared newcomers cost no
+    request. Returns the links and the Lead updates.
     """
     loose = links["Lead__c"].isna() & links["Contact__c"].isna() & links[LEAD_REF].isna()
-    if loose.any():
-        loose &= isin(valid["_email_norm"], _leads_created_by_others(stage, mapping))
+    made = _leads_created_by_others(stage, mapping) if loose.any() else pd.DataFrame(columns=[LEAD_KEY])
+    loose &= isin(valid["_email_norm"], made[LEAD_KEY])
     if not loose.any():
         return links, pd.DataFrame(columns=["Id"])
-    found = lookup.fetch_by_values(reader, "Lead", ["Email", "LastModifiedDate", "HasOptedOutOfEmail",
-                                                    *mapping.lead_fields().values()],
-                                   LEAD_KEY, valid.loc[loose, "_email_norm"].tolist())
+    new = made[made["_created"].astype(bool)]
+    found = new.assign(Email=new[LEAD_KEY], LastModifiedDate=None, HasOptedOutOfEmail=False)
+    existed = made.loc[~made["_created"].astype(bool), LEAD_KEY]
+    if len(existed):
+        found = pd.concat([found, lookup.fetch_by_values(
+            reader, "Lead", ["Email", "LastModifiedDate", "HasOptedOutOfEmail", *mapping.lead_fields().values()],
+            LEAD_KEY, valid.loc[loose & isin(valid["_email_norm"], existed), "_email_norm"].tolist())],
+            ignore_index=True)
     if found.empty:
         return links, pd.DataFrame(columns=["Id"])
     best = best_match(found)

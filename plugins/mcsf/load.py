@@ -29,12 +29,14 @@ REJECT_COLUMNS = ["object", "key", "step", "reason"]
 
 @dataclass
 class Outcome:
-    """Counts of one write plus the refused rows (as rejects)."""
+    """Counts of one write plus the refused rows (as rejects) and, of :func:`write`, the written
+    rows' ``sf__Id`` and ``sf__Created`` (by the frame's index; streams keep only counts)."""
 
     created: int = 0
     updated: int = 0
     failed: int = 0
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    succeeded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["sf__Id", "sf__Created"]))
 
     def add(self, other: Outcome) -> Outcome:
         return Outcome(
@@ -84,6 +86,7 @@ def write(
         created=int(sum(created)),
         updated=len(result.successes) - int(sum(created)),
         failed=len(result.failures),
+        succeeded=result.successes,
     )
     if len(result.failures):
         keys = result.failures[key] if key in result.failures else result.failures.get("sf__Id", pd.Series(dtype=str))

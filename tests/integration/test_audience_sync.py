@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from tests.integration.conftest import SMALL, Env, mapping_yaml
@@ -301,12 +302,18 @@ def test_changed_audiences_get_fresh_stats_and_one_gone_from_mailchimp_is_named(
         (env.mappings / f"a_{gone}.yaml").unlink()
 
 
-def test_a_new_person_in_two_audiences_gets_one_lead_written_once_by_the_same_audience(env, loaded):
+def test_a_new_person_in_two_audiences_gets_one_lead_written_once_by_the_same_audience(env, loaded, monkeypatch):
     """Both audiences would create the Lead; the one with the smaller id creates it, whichever
     audience's load_people runs first (mapped tasks run side by side in Airflow), and the other
     links its subscriber to it afterwards, filling only what its policies allow (FirstName is
-    ``if_blank``): one create, and field values that do not depend on task order."""
-    from mcsf import audience
+    ``if_blank``): one create, and field values that do not depend on task order. The link needs
+    no read of Leads: the creating audience staged the Lead's Id and values."""
+    from mcsf import audience, audience_load
+
+    looked_up = []
+    real = audience_load.lookup.fetch_by_values
+    monkeypatch.setattr(audience_load.lookup, "fetch_by_values",
+                        lambda sf, obj, *a, **k: looked_up.append(obj) or real(sf, obj, *a, **k))
 
     first, second = sorted(env.lists)
     email = "twice.new@example.org"
@@ -321,6 +328,7 @@ def test_a_new_person_in_two_audiences_gets_one_lead_written_once_by_the_same_au
             ready = [step(a) for a in ready]
         ready = [audience.load_people(a) for a in reversed(ready)]  # the later audience first
         by_id = {a["audience_id"]: a["people"] for a in ready}
+        looked_up.clear()  # the extracts' reads of Contacts and Leads are not the point
         ready = [audience.load_subscribers(a) for a in ready]
         sf = env.salesforce()
         leads = sf.query_frame(f"SELECT Id, FirstName FROM Lead WHERE MC_Email_Key__c = '{email}'")
@@ -329,6 +337,7 @@ def test_a_new_person_in_two_audiences_gets_one_lead_written_once_by_the_same_au
     assert links["Lead__c"].tolist() == [leads["Id"][0]] * 2
     assert (by_id[first]["leads_created"], by_id[second]["leads_created"]) == (1, 0)
     assert by_id[second]["leads_created_by_another_audience"] == 1
+    assert "Lead" not in looked_up
 
 
 @pytest.mark.parametrize("order", ["by id", "reversed"])
@@ -375,3 +384,29 @@ def test_audiences_changing_one_persons_field_in_one_run_agree_on_the_latest_cha
     finally:
         for list_id in env.lists:
             env.write_mapping(list_id, mapping_yaml(list_id))
+
+
+def test_a_lead_found_by_its_key_links_every_audience_of_the_run(env, loaded):
+    """A Lead whose Email was changed in Salesforce still carries its key: the first audience's
+    create finds it (an update, not a second Lead), and the other audience, finding no Lead by
+    email, links to it through the key."""
+    first, second = sorted(env.lists)
+    email = "rekeyed@example.org"
+    with env.active():
+        sf = env.salesforce()
+        lead_id = sf.upsert("Lead", "MC_Email_Key__c", pd.DataFrame([{
+            "MC_Email_Key__c": email, "Email": "sales.changed.it@example.org", "LastName": "Rekeyed",
+            "Company": "Acme"}])).successes["sf__Id"].iloc[0]
+    start, end = hour(96)
+    at = (start + timedelta(minutes=5)).isoformat()
+    for list_id in (first, second):
+        change_members(env, list_id, [{"email_address": email, "status": "subscribed", "last_changed": at,
+                                       "merge_fields": {"FNAME": "Re", "LNAME": "Keyed"}}])
+    reports = env.run(start, end)
+    with env.active():
+        sf = env.salesforce()
+        leads = sf.query_frame(f"SELECT Id FROM Lead WHERE MC_Email_Key__c = '{email}'")
+        links = sf.query_frame(f"SELECT Lead__c FROM MC_Subscriber__c WHERE Email__c = '{email}'")
+    assert leads["Id"].tolist() == [lead_id]
+    assert links["Lead__c"].tolist() == [lead_id, lead_id]
+    assert totals(reports, "leads_created") == 0

@@ -115,7 +115,7 @@ def test_overwrite_policies_and_blank_never_clears():
 
 def test_if_blank_fills_an_empty_field():
     s, p = subs(("c@x.io", "subscribed", {"FirstName": "Old", "Phone": "999"}))
-    contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", {"FirstName": "Old", "LastName": "Lovelace", "Phone": None}))
+    contact = records(("003C", "c@x.io", "2026-01-01T00:00:00.000Z", {"FirstName": "Old", "Phone": None}))
     plan = plan_people(s, p, contact, NONE, mapping(), TYPES)
     assert plan.contact_updates.to_dict("records") == [{"Id": "003C", "Phone": "999"}]
 
@@ -189,7 +189,8 @@ def test_the_latest_changed_audience_offers_a_field_and_ties_go_to_the_smaller_i
 
 def test_an_outranked_field_is_left_to_the_other_audience_and_the_rest_still_updates():
     s, p = subs(("ada@x.io", "subscribed", {**ADA, "FirstName": "Mine"}))
-    lead = records(("00QL", "ada@x.io", "2026-11-01T00:00:00.000Z", {"FirstName": "Old", "LastName": "Lovelace", "Phone": None}))
+    lead = records(("00QL", "ada@x.io", "2026-11-01T00:00:00.000Z",
+                    {"FirstName": "Old", "LastName": "Lovelace", "Phone": None}))
     alone = plan_people(s, p, NONE, lead, mapping(), TYPES)
     assert alone.lead_updates.to_dict("records") == [{"Id": "00QL", "FirstName": "Mine", "Phone": "123"}]
     shared = plan_people(s, p, NONE, lead, mapping(), TYPES,
