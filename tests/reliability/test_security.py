@@ -27,11 +27,12 @@ import requests
 from tests.reliability.conftest import REPO, SOAK, record_figures
 
 #: Staged files that exist to carry emails (members read from Mailchimp, what Salesforce holds for
-#: them, the rows mapped, validated and linked, and the rejects, whose Salesforce refusal texts
+#: them, the rows mapped, validated and linked, the Leads an audience created for the run's others to
+#: link to, and the rejects, whose Salesforce refusal texts
 #: quote the refused value). Everything else — logs, summaries, return values, JSON metadata,
 #: activity events (keyed by email hash) — must hold none.
 EMAIL_FILES = frozenset({"members", "mapped", "valid", "sf_subscribers", "sf_contacts", "sf_leads", "links",
-                         "rejects_validate", "rejects_people", "rejects_load"})
+                         "leads_created", "rejects_validate", "rejects_people", "rejects_load"})
 INSECURE = [re.compile(p) for p in (r"verify\s*=\s*False", r"CERT_NONE", r"_create_unverified_context",
                                     r"check_hostname\s*=\s*False", r"disable_warnings\s*\(",
                                     r"verify:\s*false", r"PYTHONHTTPSVERIFY")]
