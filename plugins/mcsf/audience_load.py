@@ -23,8 +23,8 @@ from mcsf.leads import (
     best_match,
     field_updates,
     new_lead_emails,
+    offered,
     opt_out_updates,
-    outranked,
     plan_people,
 )
 from mcsf.mapping import AUDIENCE_REF, SUBSCRIBER, SUBSCRIBER_FIELDS, SUBSCRIBER_KEY, diff, isin
@@ -103,8 +103,7 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
     # is read again there). A dry run creates none.
     written = creates.succeeded
     stage.write("leads_created", plan.lead_creates.loc[written.index].assign(
-        Id=written["sf__Id"], _created=written["sf__Created"].astype(str).str.lower().eq("true"))
-        .reset_index(drop=True))
+        Id=written["sf__Id"], _created=written["sf__Created"]).reset_index(drop=True))
     lead_rejects = plan.rejects.assign(object="Lead", key=valid.loc[plan.rejects.index, SUBSCRIBER_KEY],
                                        step="leads").rename(columns={"_reason": "reason"})[writes.REJECT_COLUMNS]
     stage.write("rejects_people", pd.concat([lead_rejects, *(o.rejects for o in outcomes.values())], ignore_index=True))
@@ -289,9 +288,10 @@ def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapp
     loose &= isin(valid["_email_norm"], made[LEAD_KEY])
     if not loose.any():
         return links, pd.DataFrame(columns=["Id"])
-    new = made[made["_created"].astype(bool)]
+    created = made["_created"].astype(bool)
+    new = made[created]
     found = new.assign(Email=new[LEAD_KEY], LastModifiedDate=None, HasOptedOutOfEmail=False)
-    existed = made.loc[~made["_created"].astype(bool), LEAD_KEY]
+    existed = made.loc[~created, LEAD_KEY]
     if len(existed):
         found = pd.concat([found, lookup.fetch_by_values(
             reader, "Lead", ["Email", "LastModifiedDate", "HasOptedOutOfEmail", *mapping.lead_fields().values()],
@@ -305,8 +305,7 @@ def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapp
     linked.loc[loose, "Lead__c"] = ids
     hit = ids.dropna().index
     people = valid.loc[hit, [c for c in valid.columns if c.startswith("Lead.")]]
-    people = people.mask(outranked(valid.loc[hit], people, _rivals(stage, mapping, valid.loc[hit]),
-                                   mapping.audience_id))
+    people = offered(valid.loc[hit], people, _rivals(stage, mapping, valid.loc[hit]), mapping.audience_id)
     return linked, field_updates(valid.loc[hit], people, ids[hit], best, "Lead", mapping, _sf_types(stage))
 
 

@@ -121,10 +121,10 @@ def plan_people(
         created_ok &= ~isin(email, created_elsewhere)
     links.loc[created_ok, LEAD_REF] = email[created_ok]
 
-    offered = people.mask(outranked(subscribers, people, rivals, mapping.audience_id))
-    contact_updates = field_updates(subscribers[has_contact], offered[has_contact], contact_ids[has_contact],
+    mine = offered(subscribers, people, rivals, mapping.audience_id)
+    contact_updates = field_updates(subscribers[has_contact], mine[has_contact], contact_ids[has_contact],
                                     contact_match, "Contact", mapping, sf_types)
-    lead_updates = field_updates(subscribers[has_lead], offered[has_lead], lead_ids[has_lead],
+    lead_updates = field_updates(subscribers[has_lead], mine[has_lead], lead_ids[has_lead],
                                  lead_match, "Lead", mapping, sf_types)
     counts = {
         "contacts_linked": int(has_contact.sum()),
@@ -167,6 +167,12 @@ def outranked(subscribers: pd.DataFrame, people: pd.DataFrame, rivals: pd.DataFr
         beaten[column] = (changed.notna() & ((changed > mine) | ((changed == mine) & (audience < audience_id)))
                           ).to_numpy(dtype=bool)
     return beaten
+
+
+def offered(subscribers: pd.DataFrame, people: pd.DataFrame, rivals: pd.DataFrame | None,
+            audience_id: str) -> pd.DataFrame:
+    """``people`` with the values another audience of the run offers instead (:func:`outranked`) blanked."""
+    return people.mask(outranked(subscribers, people, rivals, audience_id))
 
 
 def new_lead_emails(subscribers: pd.DataFrame, people: pd.DataFrame, contacts: pd.DataFrame, leads: pd.DataFrame,

@@ -30,7 +30,7 @@ REJECT_COLUMNS = ["object", "key", "step", "reason"]
 @dataclass
 class Outcome:
     """Counts of one write plus the refused rows (as rejects) and, of :func:`write`, the written
-    rows' ``sf__Id`` and ``sf__Created`` (by the frame's index; streams keep only counts)."""
+    rows' ``sf__Id`` and ``sf__Created`` (bool; by the frame's index; streams keep only counts)."""
 
     created: int = 0
     updated: int = 0
@@ -81,12 +81,13 @@ def write(
     # counts and refusals are all a load keeps: no echo of the sent rows (a copy of a Bulk job's frame)
     result = sf.upsert(object_name, external_id, body, echo=False) if external_id \
         else sf.update(object_name, body, echo=False)
-    created = result.successes["sf__Created"].astype(str).str.lower().eq("true") if len(result.successes) else []
+    succeeded = result.successes.assign(sf__Created=result.successes["sf__Created"].astype(bool))
+    created = int(succeeded["sf__Created"].sum())
     outcome = Outcome(
-        created=int(sum(created)),
-        updated=len(result.successes) - int(sum(created)),
+        created=created,
+        updated=len(succeeded) - created,
         failed=len(result.failures),
-        succeeded=result.successes,
+        succeeded=succeeded,
     )
     if len(result.failures):
         keys = result.failures[key] if key in result.failures else result.failures.get("sf__Id", pd.Series(dtype=str))
