@@ -81,9 +81,10 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
 
     sf_types = _sf_types(stage)
     people_cols = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
+    others = _others(stage, mapping, valid)  # the run's other audiences' rows for these people, read once
     plan = plan_people(valid, valid[people_cols], stage.read("sf_contacts"), stage.read("sf_leads"), mapping, sf_types,
-                       created_elsewhere=_created_by_earlier_audiences(stage, mapping, valid["_email_norm"]),
-                       rivals=_rivals(stage, mapping, valid))
+                       created_elsewhere=_created_by_earlier_audiences(others, mapping),
+                       rivals=_rivals(others, valid))
     outcomes["Lead (create)"] = writes.write(sf, "Lead", plan.lead_creates, external_id=LEAD_KEY, stage=stage,
                                              dry_run=dry)
     outcomes["Lead (update)"] = writes.write(sf, "Lead", plan.lead_updates, external_id=None, stage=stage, dry_run=dry)
@@ -201,42 +202,49 @@ def _run_audiences(stage: Stage, mapping: AudienceMapping) -> Iterator[tuple[Aud
         yield load_mapping(Path(run[other_id])), stage.sibling(other_id)
 
 
-def _rows_for(staged: Stage, emails: pd.Series, columns: list[str]) -> pd.DataFrame:
-    """An audience's validated rows for ``emails``: ``_email_norm``, ``Last_Changed__c`` and those
-    of ``columns`` it has."""
-    rows = staged.read("valid", list(dict.fromkeys(["_email_norm", "Last_Changed__c", *columns])))
-    return rows[isin(rows["_email_norm"], emails)] if len(rows) else rows
+def _others(stage: Stage, mapping: AudienceMapping, valid: pd.DataFrame
+            ) -> list[tuple[AudienceMapping, Stage, pd.DataFrame]]:
+    """The run's other audiences with their validated rows for this audience's emails, read once:
+    what :func:`_rivals` and :func:`_created_by_earlier_audiences` need of them (their change time,
+    key, status, their Lead fields and this audience's people columns they have)."""
+    mine = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
+    found = []
+    for other, staged in _run_audiences(stage, mapping):
+        columns = ["_email_norm", "Last_Changed__c", SUBSCRIBER_KEY, "Status__c", *mine,
+                   *(f"Lead.{name}" for name in other.lead_fields().values())]
+        rows = staged.read("valid", list(dict.fromkeys(columns)))
+        rows = rows[isin(rows["_email_norm"], valid["_email_norm"])] if len(rows) else rows
+        if len(rows):
+            found.append((other, staged, rows))
+    return found
 
 
-def _rivals(stage: Stage, mapping: AudienceMapping, valid: pd.DataFrame) -> pd.DataFrame:
+def _rivals(others: list[tuple[AudienceMapping, Stage, pd.DataFrame]], valid: pd.DataFrame) -> pd.DataFrame:
     """The run's other audiences' values for this audience's people and fields, with their
     audience id and change time: who offers each field is decided by :func:`mcsf.leads.outranked`."""
-    people_cols = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
-    if not people_cols:
+    mine = [c for c in valid.columns if c.startswith(("Lead.", "Contact."))]
+    if not mine or not others:
         return pd.DataFrame()
-    frames = [_rows_for(staged, valid["_email_norm"], people_cols).assign(_audience=other.audience_id)
-              for other, staged in _run_audiences(stage, mapping)]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat([rows[["_email_norm", "Last_Changed__c", *(c for c in mine if c in rows)]]
+                      .assign(_audience=other.audience_id) for other, _, rows in others], ignore_index=True)
 
 
-def _created_by_earlier_audiences(stage: Stage, mapping: AudienceMapping, emails: pd.Series) -> pd.Series:
-    """Of ``emails``, those whose new Lead an audience of this run ordered before this one (by id)
-    creates. One audience creates each new Lead — the same one whatever order the mapped tasks
-    run in — and the others link to it in phase 2, updating it by their fields' policies (the end
-    state of a first load is then the one later runs keep; a Lead that audience failed to create
-    is not found there, and the subscriber loads unlinked). What the earlier audience would create
-    is :func:`mcsf.leads.new_lead_emails` of its own rows, mapping and lookups.
+def _created_by_earlier_audiences(others: list[tuple[AudienceMapping, Stage, pd.DataFrame]],
+                                  mapping: AudienceMapping) -> pd.Series:
+    """Of this audience's emails, those whose new Lead an audience of this run ordered before this
+    one (by id) creates. One audience creates each new Lead — the same one whatever order the
+    mapped tasks run in — and the others link to it in phase 2, updating it by their fields'
+    policies (the end state of a first load is then the one later runs keep; a Lead that audience
+    failed to create is not found there, and the subscriber loads unlinked). What the earlier
+    audience would create is :func:`mcsf.leads.new_lead_emails` of its own rows, mapping and lookups.
     """
     found: list[pd.Series] = []
-    for other, staged in _run_audiences(stage, mapping):
+    for other, staged, rows in others:
         if other.audience_id > mapping.audience_id or not other.leads.create:
             continue
-        lead_cols = [f"Lead.{name}" for name in other.lead_fields().values()]
-        rows = _rows_for(staged, emails, [SUBSCRIBER_KEY, "Status__c", *lead_cols])
-        if len(rows):
-            people = rows[[c for c in rows.columns if c.startswith("Lead.")]]
-            found.append(new_lead_emails(rows, people, staged.read("sf_contacts"), staged.read("sf_leads"), other))
+        theirs = [f"Lead.{name}" for name in other.lead_fields().values()]
+        found.append(new_lead_emails(rows, rows[[c for c in theirs if c in rows]], staged.read("sf_contacts"),
+                                     staged.read("sf_leads"), other))
     return pd.concat(found, ignore_index=True) if found else pd.Series([], dtype=object)
 
 
@@ -305,7 +313,8 @@ def _link_leads_made_elsewhere(reader: McsfSalesforceHook, mapping: AudienceMapp
     linked.loc[loose, "Lead__c"] = ids
     hit = ids.dropna().index
     people = valid.loc[hit, [c for c in valid.columns if c.startswith("Lead.")]]
-    people = offered(valid.loc[hit], people, _rivals(stage, mapping, valid.loc[hit]), mapping.audience_id)
+    people = offered(valid.loc[hit], people, _rivals(_others(stage, mapping, valid.loc[hit]), valid.loc[hit]),
+                     mapping.audience_id)
     return linked, field_updates(valid.loc[hit], people, ids[hit], best, "Lead", mapping, _sf_types(stage))
 
 
