@@ -39,16 +39,19 @@ def say(text: str = "") -> None:
 
 
 def busiest_day(info: dict[str, Any]) -> datetime:
-    """Midnight after the most recent day a regular or SMS campaign went out."""
+    """Midnight after the most recent whole day (before today, UTC) a regular or SMS campaign went
+    out: the nightly sync waits for its day to end, so today's would keep the demo waiting."""
     import mailchimp_marketing
 
     client = mailchimp_marketing.Client()
     client.set_config({"api_key": info["mailchimp_api_key"], "server": info["mailchimp_api_key"].split("-")[-1]})
     client.api_client.host = info["mailchimp_url"]
-    sent = [c for c in client.campaigns.list(count=1000, status="sent")["campaigns"]
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    sent = [datetime.fromisoformat(c["send_time"]).astimezone(UTC)
+            for c in client.campaigns.list(count=1000, status="sent")["campaigns"]
             if c["type"] in ("regular", "sms") and c.get("send_time")]
-    latest = max(datetime.fromisoformat(c["send_time"]) for c in sent)
-    return latest.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    latest = max(t for t in sent if t < today)
+    return latest.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
 
 
 def run(env: dict[str, str], dag_id: str, end: datetime, log: Path) -> None:
