@@ -72,16 +72,17 @@ def audience_sync(audiences: dict[str, dict[str, Any]], changed: dict[str, int],
                   by_object: dict[str, dict[str, int]], row_bytes: dict[str, float]) -> dict[str, Any]:
     """Scenarios 1-3: the hourly sync of ``changed[list_id]`` members (all of them when ``full``).
 
-    Mailchimp, per audience: the members (pages of 1000), one page of segments, every static
-    segment's members on a full read (saved segments are rules; their membership is not copied),
-    and when members changed: the audience's stats (1), its interest categories (1) and their
-    interests (1 per category). Salesforce: the login, one read of every
+    Mailchimp: the account's audiences with their stats (1 for all: ``MC_Audience__c``'s counts
+    change also when no member does, e.g. one deleted for good); per audience the members (pages
+    of 1000), one page of segments, every static segment's members on a full read (saved segments
+    are rules; their membership is not copied), and when members changed its interest categories
+    (1) and their interests (1 per category). Salesforce: the login, one read of every
     audience's sync state, and when members changed a lookup per object (subscribers, Contacts,
     Leads) by the changed emails, plus the existing segments and their members (full read) and
     interests; then the writes.
     """
-    mc = sf = 0
-    total = 0
+    mc = 1  # the account's audiences and their stats
+    sf = total = 0
     for list_id, info in audiences.items():
         n = changed.get(list_id, 0)
         total += n
@@ -89,7 +90,7 @@ def audience_sync(audiences: dict[str, dict[str, Any]], changed: dict[str, int],
         if full:
             mc += sum(pages(m, MC_PAGE) for m in info["segment_members"])
         if n:
-            mc += 1 + 1 + info["interest_categories"]
+            mc += 1 + info["interest_categories"]
     sf += 1 + 1  # login, sync state of every audience
     if total:
         sf += 3 * sf_lookup(total) + 1  # subscribers, Contacts, Leads by email; interests

@@ -79,9 +79,11 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
     state, deep = _sync_state(sf, mappings, full_resync)
     if dag_id != DAG_ID and state is not None:  # the nightly maps no member: audiences and logins suffice
         deep = set()
-    # An hour whose audiences all load only their changes reads no account list: each audience's
-    # members read proves it, and extract reads the stats of those with members changed.
+    # An hour whose audiences all load only their changes checks no audience against the account:
+    # each audience's members read proves it, and extract checks in full those with members changed.
     report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run, deep=deep, account=dag_id != DAG_ID)
+    if not report.lists and not report.problems:
+        report.lists = _audience_stats(mc)
     if dag_id == DAG_ID:  # the hourly DAG ends with the Query Builder: check its files up front too
         from mcsf.querybuilder import check_queries
 
@@ -132,6 +134,21 @@ def _sync_state(sf: Any, mappings: list[AudienceMapping], full_resync: bool
         log.warning("could not read the sync state (%s); checking every audience in full", type(err).__name__)
         return None, None
     return state, {m.audience_id for m in mappings if full_reason(m, state[m.audience_id], full_resync)}
+
+
+def _audience_stats(mc: Any) -> dict[str, dict[str, Any]]:
+    """Every audience's name and stats (one request for all), so that ``MC_Audience__c``'s counts
+    follow Mailchimp's every hour, also when no member changed (a member deleted for good changes
+    the counts, not any member's ``last_changed``). Empty when Mailchimp refuses: the extracts'
+    own reads then say what is wrong, naming the audience's mapping file."""
+    from mcsf.hooks.mailchimp import MailchimpApiError
+
+    try:
+        return mc.get_lists()
+    except (MailchimpApiError, ValueError) as err:
+        log.warning("could not read the account's audiences for their stats (%s); their counts in Salesforce "
+                    "wait for the next hour", err)
+        return {}
 
 
 def _raise_on_problems(report: Any) -> None:
@@ -267,9 +284,9 @@ def _in_account(mc: Any, list_id: str) -> bool:
 
 
 def _account_audiences(mc: Any, mapping: AudienceMapping, stage: Stage) -> dict[str, dict[str, Any]]:
-    """The account's audiences with names and stats (preflight read none this hour), read by the
-    first extract of the run that finds members changed and reused by the others (one request for
-    all); this audience's name and stats are staged for its ``MC_Audience__c`` row."""
+    """The account's audiences with names and stats, when preflight could not read this one's this
+    hour: read by the first extract of the run that finds members changed and reused by the others
+    (one request for all); this audience's name and stats are staged for its ``MC_Audience__c`` row."""
     shared = stage.run_shared()
     lists = shared.read_json("lists", None)
     if lists is None:

@@ -63,8 +63,8 @@ def load_people(mapping: AudienceMapping, window: Window, stage: Stage, *,
     valid = stage.read("valid")
     outcomes: dict[str, writes.Outcome] = {}
 
-    # The audience row first: children reference it by MC_Audience_Id__c. Its stats are read when
-    # members changed (or the load is full); an hour without either leaves the row as it is.
+    # The audience row first: children reference it by MC_Audience_Id__c. Preflight reads its stats
+    # every hour; the row is written when they (or its name or sync mode) differ from Salesforce's.
     stats = meta.get("stats") or {}
     desired_audience = pd.DataFrame([{
         "MC_Audience_Id__c": list_id,

@@ -107,8 +107,9 @@ def run_preflight(
     :param lists: the account's audiences as an earlier preflight of the same run found them: the
         connections, the key's role and mcsf's objects are then taken as checked (not asked again)
     :param account: False: when no audience is checked in full, the account's audience list is not
-        read either (an hourly run: each audience's own members read proves it exists, and the
-        extract that finds members changed reads its stats and checks it in full)
+        checked either (an hourly run: each audience's own members read proves it exists, and the
+        extract that finds members changed checks it in full; the hourly preflight reads the list
+        for the audiences' stats alone, and an audience missing from it fails its own extract)
     """
     report = PreflightReport()
     before = _requests_used(mailchimp, salesforce)

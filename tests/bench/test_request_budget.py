@@ -121,13 +121,15 @@ def test_hourly_run_with_nothing_changed_costs_at_most_3_requests_per_audience(r
 
 
 def test_hourly_run_with_nothing_changed_reads_one_page_per_collection(run: Run, first: Any):
-    """One members page and one segments page per audience, no Salesforce writes, no Bulk jobs."""
+    """One members page and one segments page per audience, the account's audiences with their
+    stats, no Salesforce writes (the counts did not move), no Bulk jobs."""
     run.sync("3")
     counts = run.box.counts()
     mc, sf = counts["mailchimp"]["by_endpoint"], counts["salesforce"]["by_endpoint"]
     n = len(run.audiences)
     assert mc.get("GET /3.0/lists/{list_id}/members") == n and mc.get("GET /3.0/lists/{list_id}/segments") == n
-    assert sum(mc.values()) == 2 * n, mc  # not even the account's audience list: the bound, exactly
+    assert mc.get("GET /3.0/lists") == 1, mc  # every audience's stats, one request for all
+    assert sum(mc.values()) == 2 * n + 1, mc  # the bound, exactly
     assert not [k for k in sf if k.startswith(("PATCH", "PUT", "DELETE")) or "/jobs/" in k], sf
 
 

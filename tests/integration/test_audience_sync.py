@@ -259,10 +259,35 @@ def test_a_member_leaving_a_static_segment_loses_only_that_membership(env, loade
     assert (held(first), held(second)) == (1, 3)
 
 
+def test_an_hour_with_no_member_changed_still_follows_mailchimps_counts(env, loaded):
+    """A member deleted for good changes its audience's counts, not any member's ``last_changed``:
+    the next hour has nothing to extract, yet brings ``MC_Audience__c``'s counts in line with
+    Mailchimp's (preflight reads every audience's stats, one request), and that hour again writes
+    nothing."""
+    import hashlib
+
+    client = env.mailchimp()
+    list_id = env.lists[-1]
+    email = member_emails(env, list_id, 1)[0]
+    client.lists.delete_list_member_permanent(list_id, hashlib.md5(email.lower().encode()).hexdigest())
+    stats = client.lists.get_list(list_id)["stats"]
+    start, end = hour(85)
+    [report] = env.run(start, end, audiences=[list_id])
+    assert report["extracted"] == 0
+    assert report["by_object"]["MC_Audience__c"]["updated"] == 1, report["by_object"]
+    with env.active():
+        row = env.salesforce().query_frame("SELECT Member_Count__c FROM MC_Audience__c "
+                                           f"WHERE MC_Audience_Id__c = '{list_id}'")
+    assert float(row["Member_Count__c"][0]) == stats["member_count"]
+    [again] = env.run(start, end, audiences=[list_id])
+    assert again["by_object"].get("MC_Audience__c", {}).get("updated", 0) == 0, again["by_object"]
+    assert again["requests"].get("salesforce", 0) == 0, again["requests"]  # no login: nothing to write
+
+
 def test_changed_audiences_get_fresh_stats_and_one_gone_from_mailchimp_is_named(env, loaded):
-    """Hours that load only changes read no account-wide audience list in preflight: an audience whose
-    members changed reads the stats with its extract (``MC_Audience__c`` follows Mailchimp's counts),
-    and one deleted from Mailchimp since its last load fails its extract naming its mapping file."""
+    """An audience whose members changed gets Mailchimp's counts on ``MC_Audience__c``, and one deleted
+    from Mailchimp since its last load fails its extract naming its mapping file (the others of the
+    run go on: preflight reads the account's audiences for their stats only)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     client = env.mailchimp()
