@@ -32,9 +32,9 @@ Backfill from the UI (Trigger → Backfill) or `POST /api/v2/backfills`; interva
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
+import mcsf_settings  # plugins/: parse-time settings, standard library only
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
@@ -47,10 +47,12 @@ MAILCHIMP_MEMBERS = Asset("mailchimp://mcsf/members")
     dag_id="mcsf_audience_sync",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=os.environ.get("MCSF_CATCHUP", "false").lower() == "true",
+    catchup=mcsf_settings.catchup(),
     max_active_runs=1,
     default_args={
         "owner": "data-engineering",
+        # each step's audiences side by side, or at most this many (a worker's memory)
+        "max_active_tis_per_dagrun": mcsf_settings.audiences_at_once(),
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+import mcsf_settings  # plugins/: parse-time settings, standard library only
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
@@ -44,10 +45,12 @@ MEMBERS_TIMEOUT = timedelta(hours=4)
     dag_id="mcsf_campaign_activity_sync",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone=ORG_TIMEZONE),
     start_date=pendulum.datetime(2026, 1, 1, tz=ORG_TIMEZONE),
-    catchup=os.environ.get("MCSF_CATCHUP", "false").lower() == "true",
+    catchup=mcsf_settings.catchup(),
     max_active_runs=1,
     default_args={
         "owner": "data-engineering",
+        # each step's audiences side by side, or at most this many (a worker's memory)
+        "max_active_tis_per_dagrun": mcsf_settings.audiences_at_once(),
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,

@@ -37,6 +37,27 @@ def test_dags_follow_the_house_rules(dagbag):
             assert task.owner == "data-engineering", (dag_id, task.task_id)
 
 
+def test_audiences_run_side_by_side_unless_capped(dagbag, monkeypatch):
+    """Unset, a step's audiences run at once (extracts one at a time: Mailchimp's connections);
+    ``MCSF_AUDIENCES_AT_ONCE`` caps every mapped step of both DAGs; a bad value is an import error
+    naming the variable."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    def caps(bag):
+        return {(dag_id, t.task_id): t.max_active_tis_per_dagrun for dag_id, dag in bag.dags.items()
+                for t in dag.tasks}
+
+    unset = caps(dagbag)
+    assert {k: v for k, v in unset.items() if v is not None} == {
+        ("mcsf_audience_sync", "extract"): 1, ("mcsf_campaign_activity_sync", "extract"): 1}
+    monkeypatch.setenv("MCSF_AUDIENCES_AT_ONCE", "1")
+    capped = caps(DagBag(dag_folder=str(DAGS)))
+    assert capped.keys() == unset.keys() and set(capped.values()) == {1}
+    monkeypatch.setenv("MCSF_AUDIENCES_AT_ONCE", "all")
+    errors = DagBag(dag_folder=str(DAGS)).import_errors
+    assert len(errors) == 2 and all("MCSF_AUDIENCES_AT_ONCE='all'" in e for e in errors.values()), errors
+
+
 def test_hourly_dag_uses_a_data_interval_timetable(dagbag):
     """A bare cron gives start == end in Airflow 3; the interval timetable gives [09:00, 10:00)."""
     timetable = dagbag.dags["mcsf_audience_sync"].timetable
