@@ -28,7 +28,7 @@ def audiences_at_once() -> int | None:
 
     Each audience's task holds its own frames, so a worker needs about that many tasks' memory at
     once: for a first sync of 1,000,000 members over 3 audiences, 3.4 GB side by side against
-    1.3–1.6 GB one at a time, which takes longer (docs/benchmarks.md, "Memory side by side").
+    1.5 GB one at a time, which takes longer (docs/deploy.md, "Memory").
     Extracts run one at a time whatever this says (Mailchimp's 10 connections).
     """
     raw = os.environ.get("MCSF_AUDIENCES_AT_ONCE", "").strip()
