@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from starlette.datastructures import QueryParams
 
 PAGING = ("fields", "exclude_fields", "count", "offset")
+INT64_MAX = 2**63 - 1  # what the store (SQLite) holds: a larger offset answers 400, not 500
 PROJECTION = ("fields", "exclude_fields")
 MAX_COUNT = 1000
 _TRUE = {"true", "1", "yes"}
@@ -53,8 +54,8 @@ class Query:
             value = int(text)
         except ValueError:
             raise bad_param(name, "an integer") from None
-        if value < 0 or (maximum is not None and value > maximum):
-            raise bad_param(name, f"an integer between 0 and {maximum}" if maximum else "a non-negative integer")
+        if value < 0 or value > (INT64_MAX if maximum is None else maximum):
+            raise bad_param(name, f"an integer between 0 and {INT64_MAX if maximum is None else maximum}")
         return value
 
     def bool(self, name: str, default: bool = False) -> bool:

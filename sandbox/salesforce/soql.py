@@ -34,8 +34,12 @@ _TOKEN = re.compile(
 )
 
 
+MAX_OFFSET = 2000  # Salesforce's: a larger OFFSET is NUMBER_OUTSIDE_VALID_RANGE
+INT32_MAX = 2**31 - 1
+
+
 class SoqlError(Exception):
-    """A query Salesforce would refuse. ``code`` is MALFORMED_QUERY, INVALID_FIELD or INVALID_TYPE."""
+    """A query Salesforce would refuse; ``code`` as Salesforce names it (MALFORMED_QUERY, INVALID_FIELD, ...)."""
 
     def __init__(self, code: str, message: str, pos: int | None = None) -> None:
         super().__init__(message)
@@ -223,9 +227,15 @@ class _Parser:
             while self.accept("op", ","):
                 q.order.append(self.order_item())
         if self.accept("keyword", "LIMIT"):
+            tok = self.peek()
             q.limit = self.integer()
+            if q.limit > INT32_MAX:  # SOQL's numbers are 32-bit; a larger one must not reach the store
+                raise self.unexpected(tok)
         if self.accept("keyword", "OFFSET"):
+            tok = self.peek()
             q.offset = self.integer()
+            if q.offset > MAX_OFFSET:
+                raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", f"Maximum SOQL offset allowed is {MAX_OFFSET}", tok.pos)
         return q
 
     def integer(self) -> int:

@@ -163,6 +163,7 @@ def test_order_limit_offset(store: Store) -> None:
     assert names(store, "SELECT LastName FROM Lead ORDER BY Email NULLS LAST") == ["Alpha", "beta", "O'Brien", "Gamma"]
     assert names(store, "SELECT LastName FROM Lead ORDER BY LastName DESC LIMIT 2") == ["O'Brien", "Gamma"]
     assert names(store, "SELECT LastName FROM Lead ORDER BY LastName LIMIT 2 OFFSET 1") == ["beta", "Gamma"]
+    assert names(store, "SELECT LastName FROM Lead ORDER BY LastName OFFSET 2000") == []  # the largest allowed
 
 
 @pytest.mark.parametrize(
@@ -175,6 +176,8 @@ def test_order_limit_offset(store: Store) -> None:
         ("SELECT Id FROM Lead WHERE Email = 5", "INVALID_FIELD", "must be of type string"),
         ("SELECT Id FROM Lead WHERE Id = 'nope'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: nope"),
         ("SELECT Id, id FROM Lead", "MALFORMED_QUERY", "duplicate field selected: id"),
+        ("SELECT Id FROM Lead OFFSET 2001", "NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000"),
+        (f"SELECT Id FROM Lead LIMIT {2**64}", "MALFORMED_QUERY", f"unexpected token: '{2**64}'"),
     ],
 )
 def test_invalid_queries(store: Store, soql: str, code: str, text: str) -> None:
