@@ -79,11 +79,10 @@ def preflight(start: datetime, end: datetime, *, audiences: list[str] | None = N
     state, deep = _sync_state(sf, mappings, full_resync)
     if dag_id != DAG_ID and state is not None:  # the nightly maps no member: audiences and logins suffice
         deep = set()
-    # An hour whose audiences all load only their changes checks no audience against the account:
-    # each audience's members read proves it, and extract checks in full those with members changed.
+    # An hour whose audiences all load only their changes checks none of them in full: each
+    # audience's members read proves it, and extract checks in full those with members changed.
+    # The account's audience list is read every hour, one request for all: their stats.
     report = run_preflight(mappings, mc, sf, create_merge_fields=not dry_run, deep=deep, account=dag_id != DAG_ID)
-    if not report.lists and not report.problems:
-        report.lists = _audience_stats(mc)
     if dag_id == DAG_ID:  # the hourly DAG ends with the Query Builder: check its files up front too
         from mcsf.querybuilder import check_queries
 
@@ -134,21 +133,6 @@ def _sync_state(sf: Any, mappings: list[AudienceMapping], full_resync: bool
         log.warning("could not read the sync state (%s); checking every audience in full", type(err).__name__)
         return None, None
     return state, {m.audience_id for m in mappings if full_reason(m, state[m.audience_id], full_resync)}
-
-
-def _audience_stats(mc: Any) -> dict[str, dict[str, Any]]:
-    """Every audience's name and stats (one request for all), so that ``MC_Audience__c``'s counts
-    follow Mailchimp's every hour, also when no member changed (a member deleted for good changes
-    the counts, not any member's ``last_changed``). Empty when Mailchimp refuses: the extracts'
-    own reads then say what is wrong, naming the audience's mapping file."""
-    from mcsf.hooks.mailchimp import MailchimpApiError
-
-    try:
-        return mc.get_lists()
-    except (MailchimpApiError, ValueError) as err:
-        log.warning("could not read the account's audiences for their stats (%s); their counts in Salesforce "
-                    "wait for the next hour", err)
-        return {}
 
 
 def _raise_on_problems(report: Any) -> None:
@@ -255,7 +239,7 @@ def extract(audience: dict[str, Any]) -> dict[str, Any]:
         if counts["members"]:  # members to map: check the mapping in full first, as preflight does
             from mcsf.preflight import run_preflight
 
-            lists = audience["lists"] or _account_audiences(mc, mapping, stage)
+            lists = audience["lists"]  # preflight's read of the account (this audience, if it is there)
             # The run's audiences extract one after another: the first one's describes serve the rest.
             with shared_in_run(stage, "sf_describes", sf.remember_describes, lambda: sf.describes):
                 _raise_on_problems(run_preflight([mapping], mc, sf, create_merge_fields=not audience["dry_run"],
@@ -281,22 +265,6 @@ def _in_account(mc: Any, list_id: str) -> bool:
             return False
         raise
     return True
-
-
-def _account_audiences(mc: Any, mapping: AudienceMapping, stage: Stage) -> dict[str, dict[str, Any]]:
-    """The account's audiences with names and stats, when preflight could not read this one's this
-    hour: read by the first extract of the run that finds members changed and reused by the others
-    (one request for all); this audience's name and stats are staged for its ``MC_Audience__c`` row."""
-    shared = stage.run_shared()
-    lists = shared.read_json("lists", None)
-    if lists is None:
-        lists = mc.get_lists()
-        shared.write_json("lists", lists)
-    info = lists.get(mapping.audience_id)
-    if info is not None:  # else the full check names the mapping file and the fix
-        meta = stage.read_json("audience")
-        stage.write_json("audience", {**meta, "name": info.get("name"), "stats": info.get("stats") or {}})
-    return lists
 
 
 def map_(audience: dict[str, Any]) -> dict[str, Any]:

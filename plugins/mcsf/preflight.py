@@ -106,10 +106,10 @@ def run_preflight(
         or full load, or an audience with members changed in the window.
     :param lists: the account's audiences as an earlier preflight of the same run found them: the
         connections, the key's role and mcsf's objects are then taken as checked (not asked again)
-    :param account: False: when no audience is checked in full, the account's audience list is not
-        checked either (an hourly run: each audience's own members read proves it exists, and the
-        extract that finds members changed checks it in full; the hourly preflight reads the list
-        for the audiences' stats alone, and an audience missing from it fails its own extract)
+    :param account: False: an audience missing from the account's audience list is a problem only
+        when it is checked in full (an hourly run: the others' own members read proves them, and an
+        audience deleted from Mailchimp fails its own extract, not the run). The list is read
+        either way, one request for all: it carries every audience's stats for ``MC_Audience__c``
     """
     report = PreflightReport()
     before = _requests_used(mailchimp, salesforce)
@@ -119,15 +119,13 @@ def run_preflight(
     everything = deep is None
     if lists is not None:
         mc_ok, report.lists = True, lists
-    elif account or full:
-        mc_ok = _check_mailchimp_account(mailchimp, report, role=everything or bool(full))
     else:
-        mc_ok = False
+        mc_ok = _check_mailchimp_account(mailchimp, report, role=everything or bool(full))
     people = _describe_people(salesforce, report, objects=lists is None) if everything or full else None
     pending: list[tuple[AudienceMapping, list[dict[str, Any]]]] = []
     for m in active:
         report.audiences_checked += 1
-        if mc_ok and m.audience_id not in report.lists:
+        if mc_ok and m.audience_id not in report.lists and (account or m in full):
             report.problems.append(problem_at(m, ("audience_id",), f"cannot read audience {m.audience_id} in "
                                               "this Mailchimp account — copy the id from Audience → Settings"))
             continue
